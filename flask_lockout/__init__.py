@@ -1,0 +1,54 @@
+"""Flask-Lockout: brute-force protection for Flask."""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigurationError,
+    StorageError,
+    StorageOutage,
+    StorageUnavailable,
+    TooManyAttempts,
+)
+from .limits import Limit, parse_limit, parse_limits
+from .lockout import Attempt, LockoutConfig, LoginLockout
+from .ratelimit import SlidingWindowStore
+from .storage import (
+    LockoutBackend,
+    MemoryStorage,
+    RateLimitResult,
+    RateLimitStore,
+    RedisStorage,
+    Storage,
+    ThrottleBackend,
+    storage_from_client,
+    storage_from_uri,
+)
+from .throttle import AttemptThrottle, ThrottleStatus
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Attempt",
+    "AttemptThrottle",
+    "ConfigurationError",
+    "Limit",
+    "LockoutBackend",
+    "LockoutConfig",
+    "LoginLockout",
+    "MemoryStorage",
+    "RateLimitResult",
+    "RateLimitStore",
+    "RedisStorage",
+    "SlidingWindowStore",
+    "Storage",
+    "StorageError",
+    "StorageOutage",
+    "StorageUnavailable",
+    "ThrottleBackend",
+    "ThrottleStatus",
+    "TooManyAttempts",
+    "parse_limit",
+    "parse_limits",
+    "storage_from_client",
+    "storage_from_uri",
+]

@@ -1,0 +1,60 @@
+-- Sliding-window counters for one key and several limits, on server time.
+-- Counts the hit against every limit only if every limit allows it.
+-- KEYS[i] hash (w window index, c current count, p previous count)
+-- ARGV: count_1, period_ms_1, count_2, period_ms_2, ...
+-- Mirrors flask_lockout.ratelimit.sliding_window_decision, in milliseconds.
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local allowed = true
+local best_remaining, best_limit, best_reset = nil, 0, 0
+local worst_wait, worst_limit, worst_reset = -1, 0, 0
+local plans = {}
+
+for i = 1, #KEYS do
+  local count = tonumber(ARGV[2 * i - 1])
+  local period = tonumber(ARGV[2 * i])
+  local index = math.floor(now / period)
+  local h = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')
+  local w, cur, prev = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+  if w == index - 1 then
+    prev, cur = cur, 0
+  elseif w ~= index then
+    prev, cur = 0, 0
+  end
+  local elapsed = now - index * period
+  local weighted = prev * (period - elapsed) / period + cur
+  if weighted + 1 <= count then
+    local remaining = math.max(0, math.floor(count - 1 - weighted + 1e-9))
+    if best_remaining == nil or remaining < best_remaining then
+      best_remaining, best_limit = remaining, count
+      best_reset = period - elapsed + period
+    end
+  else
+    allowed = false
+    local wait
+    if cur + 1 > count then
+      wait = (period - elapsed) + period * (1 - (count - 1) / cur)
+    else
+      wait = period * (1 - (count - 1 - cur) / prev) - elapsed
+    end
+    wait = math.max(wait, 1)
+    if wait > worst_wait then
+      worst_wait, worst_limit = wait, count
+      worst_reset = period - elapsed
+      if cur > 0 then worst_reset = worst_reset + period end
+    end
+  end
+  plans[i] = {index, cur, prev, period}
+end
+
+if not allowed then
+  return {0, 0, math.ceil(worst_wait), worst_limit, math.ceil(worst_reset)}
+end
+for i = 1, #KEYS do
+  local plan = plans[i]
+  redis.call('HSET', KEYS[i], 'w', plan[1], 'c', plan[2] + 1, 'p', plan[3])
+  redis.call('PEXPIREAT', KEYS[i], (plan[1] + 2) * plan[4])
+end
+return {1, best_remaining, 0, best_limit, math.ceil(best_reset)}

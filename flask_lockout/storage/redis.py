@@ -1,0 +1,363 @@
+"""Redis and Valkey storage: one Lua script call per decision, server time.
+
+Works with ``redis.Redis``, ``redis.cluster.RedisCluster``, a Sentinel
+master, a flask-redis ``FlaskRedis`` and valkey's clients, which all share
+redis-py's interface. Requires ``pip install Flask-Lockout[redis]``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ConfigurationError, StorageError, StorageUnavailable
+from .base import LockState, RateLimitResult, Reservation, Storage, ThrottleCount
+
+if TYPE_CHECKING:
+    from ..limits import Limit
+    from ..lockout import LockoutConfig
+
+#: Socket timeouts, in seconds, for clients built from a URI. A hung server
+#: must cost a request a fraction of a second, not hang it.
+DEFAULT_SOCKET_TIMEOUT = 0.5
+
+_SCRIPTS = ("lockout", "throttle", "ratelimit")
+
+
+def _load_script(name: str) -> str:
+    return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+def _client_errors() -> tuple[
+    tuple[type[BaseException], ...], tuple[type[BaseException], ...]
+]:
+    """(errors meaning unreachable, other client errors) of installed clients."""
+    unavailable: list[type[BaseException]] = [OSError]
+    other: list[type[BaseException]] = []
+    try:
+        import redis.exceptions as r
+
+        unavailable += [r.ConnectionError, r.TimeoutError, r.ClusterDownError]
+        other += [r.RedisError, r.RedisClusterException]
+    except ImportError:  # pragma: no cover - valkey-only installs
+        pass
+    try:
+        import valkey.exceptions as v
+
+        unavailable += [v.ConnectionError, v.TimeoutError, v.ClusterDownError]
+        other += [v.ValkeyError, v.ValkeyClusterException]
+    except ImportError:
+        pass
+    return tuple(unavailable), tuple(other)
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def is_redis_client(obj: object) -> bool:
+    """True for objects with redis-py's script interface (FlaskRedis included)."""
+    if _is_flask_redis(obj):
+        return True
+    return callable(getattr(obj, "register_script", None)) and callable(
+        getattr(obj, "evalsha", None)
+    )
+
+
+def _is_flask_redis(obj: object) -> bool:
+    return type(obj).__name__ == "FlaskRedis" and hasattr(obj, "provider_class")
+
+
+class RedisStorage(Storage):
+    """Storage on Redis or Valkey, shared by every worker and host.
+
+    :param client: a client object, or a zero-argument callable returning one
+        (called on first use, so the app starts while Redis is down).
+    :param prefix: prefix of every key.
+
+    Every decision is one ``EVALSHA`` of a script loaded once (reloaded on
+    ``NOSCRIPT``); the script reads ``TIME``, so hosts with skewed clocks
+    agree; all keys of a decision share one hash tag, so Redis Cluster works;
+    and every key gets a TTL.
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "lockout") -> None:
+        self.prefix = prefix
+        self._source = client
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._connect_lock = threading.Lock()
+        self._unavailable, self._other_errors = _client_errors()
+
+    @classmethod
+    def from_url(cls, uri: str, *, prefix: str = "lockout") -> RedisStorage:
+        """Build from ``redis://``, ``rediss://``, ``unix://``, ``valkey://``,
+        ``valkeys://`` or ``redis+cluster://host:port,host:port`` URIs.
+
+        Query parameters (``?socket_timeout=2``) override the short defaults.
+        """
+        scheme = uri.split("://", 1)[0].lower()
+        if scheme in ("redis+cluster", "valkey+cluster"):
+            return cls(lambda: _cluster_client(uri), prefix=prefix)
+        if scheme in ("valkey", "valkeys"):
+            return cls(lambda: _valkey_client(uri), prefix=prefix)
+        return cls(lambda: _redis_client(uri), prefix=prefix)
+
+    @property
+    def client(self) -> Any:
+        """The client, created (or unwrapped from flask-redis) on first use."""
+        if self._client is None:
+            with self._connect_lock, self._translate_errors():
+                if self._client is None:
+                    self._client = self._resolve_client()
+        return self._client
+
+    def _resolve_client(self) -> Any:
+        source = self._source
+        if _is_flask_redis(source):
+            client = source._redis_client
+            if client is None:
+                raise StorageError(
+                    "The FlaskRedis client has no connection yet: call its"
+                    " init_app(app) before the first request."
+                )
+            return client
+        if callable(source) and not is_redis_client(source):
+            return source()
+        return source
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageError:
+            raise
+        except self._unavailable as exc:
+            raise StorageUnavailable(f"Redis is unreachable: {exc}") from exc
+        except self._other_errors as exc:
+            raise StorageError(f"Redis failed: {exc}") from exc
+
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[object]) -> Any:
+        client = self.client
+        with self._translate_errors():
+            script = self._scripts.get(name)
+            if script is None:
+                script = self._scripts[name] = client.register_script(
+                    _load_script(name)
+                )
+            return script(keys=list(keys), args=list(args))
+
+    # -- login lockout ------------------------------------------------------
+
+    def _lockout(
+        self,
+        op: str,
+        key: str,
+        policy: LockoutConfig | None,
+        token: str = "",
+        ttl_ms: int = 0,
+    ) -> list[int]:
+        keys = (self.storage_key(key, "lock"), self.storage_key(key, "res"))
+        args: list[object] = [op]
+        if policy is None:
+            args += [1, 1, 1, 1, 1, 1, ""]
+        else:
+            schedule = policy.lock_schedule
+            args += [
+                policy.max_failures,
+                _ms(policy.window_seconds),
+                _ms(policy.reset_after_seconds),
+                _ms(policy.base_lock_seconds),
+                repr(float(policy.backoff_multiplier)),
+                _ms(policy.max_lock_seconds),
+                ",".join(str(_ms(s)) for s in schedule) if schedule else "",
+            ]
+        reply = self._run("lockout", keys, [*args, token, ttl_ms])
+        return [int(value) for value in reply]
+
+    def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
+        locked, retry_after, failures, number = self._lockout("status", key, policy)
+        return LockState(bool(locked), retry_after, failures, number)
+
+    def lockout_failure(
+        self, key: str, policy: LockoutConfig, token: str | None = None
+    ) -> LockState:
+        reply = self._lockout("failure", key, policy, token or "")
+        locked, retry_after, failures, number = reply
+        return LockState(bool(locked), retry_after, failures, number)
+
+    def lockout_success(self, key: str, token: str | None = None) -> None:
+        self._lockout("success", key, None, token or "")
+
+    def lockout_reserve(
+        self, key: str, policy: LockoutConfig, token: str, ttl: float
+    ) -> Reservation:
+        granted, locked, retry_after = self._lockout(
+            "reserve", key, policy, token, max(1, _ms(ttl))
+        )
+        return Reservation(bool(granted), bool(locked), retry_after)
+
+    def lockout_release(self, key: str, token: str) -> None:
+        self._lockout("release", key, None, token)
+
+    def lockout_reset(self, key: str) -> None:
+        client = self.client
+        with self._translate_errors():
+            client.delete(self.storage_key(key, "lock"), self.storage_key(key, "res"))
+
+    # -- fixed-window throttle ----------------------------------------------
+
+    def throttle_status(self, key: str) -> ThrottleCount:
+        count, ttl_ms = self._run(
+            "throttle", [self.storage_key(key, "throttle")], ["status", 0]
+        )
+        return ThrottleCount(int(count), int(ttl_ms) / 1000)
+
+    def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
+        skey = self.storage_key(key, "throttle")
+        count, ttl_ms = self._run(
+            "throttle", [skey], ["hit", max(1, _ms(window_seconds))]
+        )
+        return ThrottleCount(int(count), int(ttl_ms) / 1000)
+
+    def throttle_reset(self, key: str) -> None:
+        client = self.client
+        with self._translate_errors():
+            client.delete(self.storage_key(key, "throttle"))
+
+    # -- sliding-window rate limit ------------------------------------------
+
+    def rate_limit_hit(self, key: str, limits: Sequence[Limit]) -> RateLimitResult:
+        keys = [
+            self.storage_key(key, f"rl:{lim.count}/{lim.period_seconds}")
+            for lim in limits
+        ]
+        args: list[object] = []
+        for limit in limits:
+            args += [limit.count, limit.period_seconds * 1000]
+        allowed, remaining, retry_ms, count, reset_ms = self._run(
+            "ratelimit", keys, args
+        )
+        return RateLimitResult(
+            bool(allowed),
+            int(remaining),
+            int(retry_ms) / 1000,
+            int(count),
+            int(reset_ms) / 1000,
+        )
+
+    def rate_limit_reset(self, key: str | None = None) -> None:
+        if key is None:
+            pattern = f"{_glob_escape(self.prefix)}:{{*}}:rl:*"
+        else:
+            pattern = _glob_escape(self.storage_key(key, "rl:")) + "*"
+        self._delete_matching(pattern)
+
+    def _delete_matching(self, pattern: str) -> None:
+        client = self.client
+        with self._translate_errors():
+            batch: list[Any] = []
+            for found in client.scan_iter(match=pattern, count=500):
+                batch.append(found)
+                if len(batch) == 500:
+                    self._delete_each(batch)
+                    batch = []
+            self._delete_each(batch)
+
+    def _delete_each(self, keys: list[Any]) -> None:
+        # One key per DEL: the keys may live in different Cluster slots.
+        if keys:
+            pipe = self.client.pipeline(transaction=False)
+            for found in keys:
+                pipe.delete(found)
+            pipe.execute()
+
+    def ping(self) -> None:
+        client = self.client
+        with self._translate_errors():
+            client.ping()
+
+
+def _ms(seconds: float) -> int:
+    return math.ceil(seconds * 1000)
+
+
+def _client_options(extra: dict[str, Any]) -> dict[str, Any]:
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError
+    from redis.retry import Retry
+
+    options: dict[str, Any] = {
+        "socket_timeout": DEFAULT_SOCKET_TIMEOUT,
+        "socket_connect_timeout": DEFAULT_SOCKET_TIMEOUT,
+        # One immediate retry replaces a connection a restarted server closed;
+        # no retry on timeouts, which would multiply the wait.
+        "retry": Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
+    }
+    options.update(extra)
+    return options
+
+
+def _redis_client(uri: str) -> Any:
+    try:
+        import redis
+    except ImportError as exc:
+        raise ConfigurationError(_missing("redis", uri)) from exc
+    return redis.Redis.from_url(uri, **_client_options({}))
+
+
+def _valkey_client(uri: str) -> Any:
+    try:
+        import valkey
+        from valkey.backoff import NoBackoff
+        from valkey.exceptions import ConnectionError
+        from valkey.retry import Retry
+    except ImportError as exc:
+        raise ConfigurationError(_missing("valkey", uri)) from exc
+    return valkey.Valkey.from_url(
+        uri,
+        socket_timeout=DEFAULT_SOCKET_TIMEOUT,
+        socket_connect_timeout=DEFAULT_SOCKET_TIMEOUT,
+        retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
+    )
+
+
+def _cluster_client(uri: str) -> Any:
+    try:
+        from redis.cluster import ClusterNode, RedisCluster
+    except ImportError as exc:
+        raise ConfigurationError(_missing("redis", uri)) from exc
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    auth: dict[str, Any] = {}
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        auth = {
+            "username": unquote(user) or None,
+            "password": unquote(password) or None,
+        }
+    nodes = []
+    for host_port in netloc.split(","):
+        host, _, port = host_port.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(
+                f"LOCKOUT_STORAGE_URI: cluster node {host_port!r} must be host:port."
+            )
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))  # type: ignore[no-untyped-call]
+    options = _client_options(auth)
+    retry = options.pop("retry")
+    return RedisCluster(startup_nodes=nodes, retry=retry, **options)
+
+
+def _missing(package: str, uri: str) -> str:
+    return (
+        f"LOCKOUT_STORAGE_URI {uri.split('://')[0]}:// needs the {package} package:"
+        f" pip install Flask-Lockout[{package}]"
+    )

@@ -1,0 +1,196 @@
+"""Fixed-window failure throttle, independent of Flask."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from .errors import StorageError, StorageOutage, StorageUnavailable, TooManyAttempts
+from .storage.base import Storage, ThrottleBackend, ThrottleCount, key_part
+
+logger = logging.getLogger("flask_lockout")
+
+#: ``Retry-After`` seconds of the 503 sent when storage is down and the
+#: throttle fails closed.
+OUTAGE_RETRY_AFTER = 5
+
+#: Seconds between two outage warnings of one throttle, so an outage under
+#: load does not flood the log.
+_OUTAGE_LOG_INTERVAL = 10.0
+
+
+@dataclass(frozen=True)
+class ThrottleStatus:
+    """A key's failures in the current window."""
+
+    attempts: int
+    #: True when ``attempts >= max_attempts``.
+    blocked: bool
+    #: Whole seconds until the window ends while blocked, else 0.
+    retry_after_seconds: int
+
+
+class AttemptThrottle:
+    """Blocks a key after ``max_attempts`` failures in a fixed window.
+
+    The window starts at the first failure and lasts ``window_seconds``.
+
+    :param backend: a Redis client (``redis.Redis``, flask-redis, fakeredis,
+        valkey), a bundled store such as ``MemoryStorage()``, or any object
+        with ``get``, ``incr``, ``expire``, ``ttl`` and ``delete``. Redis
+        clients and bundled stores count in one atomic step; other objects
+        in several, repairing a counter found without a TTL.
+    :param namespace: keeps throttles that share a backend apart.
+    :param fail_open: when storage fails, let requests through (and log it);
+        when False, refuse them with :class:`~flask_lockout.StorageOutage` (503).
+
+    >>> from flask_lockout import MemoryStorage
+    >>> throttle = AttemptThrottle(MemoryStorage(), max_attempts=2, window_seconds=60)
+    >>> throttle.hit("alice").blocked, throttle.hit("alice").blocked
+    (False, True)
+    """
+
+    def __init__(
+        self,
+        backend: ThrottleBackend | Storage | object,
+        max_attempts: int,
+        window_seconds: float,
+        namespace: str = "throttle",
+        fail_open: bool = True,
+    ) -> None:
+        if (
+            isinstance(max_attempts, bool)
+            or not isinstance(max_attempts, int)
+            or max_attempts < 1
+        ):
+            raise ValueError(
+                "max_attempts must be a whole number of at least 1,"
+                f" not {max_attempts!r}."
+            )
+        if (
+            isinstance(window_seconds, bool)
+            or not isinstance(window_seconds, int | float)
+            or not math.isfinite(window_seconds)
+            or window_seconds <= 0
+        ):
+            raise ValueError(
+                f"window_seconds must be greater than 0, not {window_seconds!r}."
+            )
+        self.max_attempts = max_attempts
+        self.window_seconds = window_seconds
+        self.namespace = namespace
+        self.fail_open = fail_open
+        self._counter = _counter_for(backend)
+        self._last_outage_log = -math.inf
+
+    def _key(self, key: str) -> str:
+        return f"{self.namespace}:{key}"
+
+    def _status(self, found: ThrottleCount) -> ThrottleStatus:
+        blocked = found.attempts >= self.max_attempts
+        retry_after = max(1, math.ceil(found.ttl)) if blocked else 0
+        return ThrottleStatus(found.attempts, blocked, retry_after)
+
+    def _outage(self, exc: StorageError) -> ThrottleStatus:
+        now = time.monotonic()
+        if now - self._last_outage_log >= _OUTAGE_LOG_INTERVAL:
+            self._last_outage_log = now
+            logger.warning(
+                "Throttle %r storage failed (%s); failing %s.",
+                self.namespace,
+                exc,
+                "open" if self.fail_open else "closed",
+            )
+        if self.fail_open:
+            return ThrottleStatus(0, False, 0)
+        raise StorageOutage(OUTAGE_RETRY_AFTER) from exc
+
+    def status(self, key: str) -> ThrottleStatus:
+        """Peek at ``key`` without counting anything."""
+        try:
+            return self._status(self._counter.throttle_status(self._key(key)))
+        except StorageError as exc:
+            return self._outage(exc)
+
+    def hit(self, key: str) -> ThrottleStatus:
+        """Count one failure for ``key``; returns the status after it."""
+        try:
+            found = self._counter.throttle_hit(self._key(key), self.window_seconds)
+        except StorageError as exc:
+            return self._outage(exc)
+        return self._status(found)
+
+    def reset(self, key: str) -> None:
+        """Forget ``key``'s failures.
+
+        :raises StorageError: when storage fails; nothing to fail open to.
+        """
+        self._counter.throttle_reset(self._key(key))
+
+    def raise_if_blocked(self, key: str) -> ThrottleStatus:
+        """Raise :class:`~flask_lockout.TooManyAttempts` (429, ``Retry-After``)
+        when ``key`` is blocked; otherwise return its status."""
+        status = self.status(key)
+        if status.blocked:
+            raise TooManyAttempts(status.retry_after_seconds)
+        return status
+
+
+class _CommandCounter:
+    """A throttle counter over plain ``get``/``incr``/``expire``/``ttl``/``delete``."""
+
+    def __init__(self, backend: ThrottleBackend) -> None:
+        self.backend = backend
+
+    def _call(self, name: str, *args: object) -> object:
+        try:
+            return getattr(self.backend, name)(*args)
+        except StorageError:
+            raise
+        except Exception as exc:  # a custom backend's own error type
+            raise StorageUnavailable(f"{name} failed: {exc!r}") from exc
+
+    def throttle_status(self, key: str) -> ThrottleCount:
+        key = key_part(key)
+        count = _as_int(self._call("get", key))
+        ttl = _as_int(self._call("ttl", key))
+        return ThrottleCount(count, max(ttl, 0))
+
+    def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
+        key = key_part(key)
+        window = max(1, math.ceil(window_seconds))
+        count = _as_int(self._call("incr", key))
+        ttl = window if count == 1 else _as_int(self._call("ttl", key))
+        if count == 1 or ttl < 0:
+            # Also repairs a counter whose first EXPIRE was lost.
+            self._call("expire", key, window)
+            ttl = window
+        return ThrottleCount(count, ttl)
+
+    def throttle_reset(self, key: str) -> None:
+        self._call("delete", key_part(key))
+
+
+def _as_int(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bytes):
+        value = value.decode()
+    return int(str(value))
+
+
+def _counter_for(backend: object) -> Storage | _CommandCounter:
+    from .storage import is_redis_client, storage_from_client
+
+    if isinstance(backend, Storage):
+        return backend
+    if is_redis_client(backend):
+        return storage_from_client(backend)
+    if isinstance(backend, ThrottleBackend):
+        return _CommandCounter(backend)
+    raise TypeError(
+        "backend must be a Redis client, a bundled store such as MemoryStorage(),"
+        f" or an object with get/incr/expire/ttl/delete, not {type(backend).__name__}."
+    )
