@@ -102,9 +102,11 @@ class LockoutConfig:
         if schedule is not None:
             return schedule[min(lock_number, BACKOFF_SCHEDULE_LENGTH) - 1]
         try:
-            seconds = self.base_lock_seconds * self.backoff_multiplier ** (
-                lock_number - 1
-            )
+            # Floats, never ints: an int power of a huge lock number would be
+            # computed exactly, without end.
+            seconds = float(self.base_lock_seconds) * float(
+                self.backoff_multiplier
+            ) ** (lock_number - 1)
         except OverflowError:
             return self.max_lock_seconds
         return min(seconds, self.max_lock_seconds)

@@ -1,0 +1,277 @@
+from __future__ import annotations
+
+import pytest
+
+from flask_lockout import LockoutConfig, LoginLockout, MemoryStorage
+from flask_lockout.lockout import BACKOFF_SCHEDULE_LENGTH
+
+from .conftest import Backend, FakeClock
+
+# Short real durations so the same tests run against a real Redis clock.
+FAST = dict(
+    max_failures=3,
+    window_seconds=2,
+    base_lock_seconds=1,
+    backoff_multiplier=2.0,
+    max_lock_seconds=4,
+    reset_after_seconds=5,
+)
+
+
+def make(backend: Backend, **overrides: object) -> LoginLockout:
+    config = LockoutConfig(**{**FAST, **overrides})  # type: ignore[arg-type]
+    return LoginLockout(config, storage=backend.storage)
+
+
+# -- configuration ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_failures", 0),
+        ("max_failures", 2.5),
+        ("max_failures", True),
+        ("window_seconds", 0),
+        ("window_seconds", -1),
+        ("window_seconds", float("nan")),
+        ("base_lock_seconds", 0),
+        ("backoff_multiplier", 0.5),
+        ("backoff_multiplier", float("inf")),
+        ("max_lock_seconds", 30),  # below base_lock_seconds=60
+        ("reset_after_seconds", 0),
+        ("backoff", "not callable"),
+    ],
+)
+def test_invalid_config_names_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        LockoutConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_backoff_returning_nonsense_is_rejected_at_config_time() -> None:
+    with pytest.raises(ValueError, match=r"backoff\(3\)"):
+        LockoutConfig(backoff=lambda n: 10 if n < 3 else 0)
+
+
+def test_lock_seconds_never_overflows() -> None:
+    config = LockoutConfig(base_lock_seconds=60, backoff_multiplier=10, max_lock_seconds=3600)
+    assert config.lock_seconds(1) == 60
+    assert config.lock_seconds(2) == 600
+    assert config.lock_seconds(3) == 3600
+    assert config.lock_seconds(10**9) == 3600
+
+
+def test_custom_backoff_is_capped_and_reused_past_the_schedule() -> None:
+    config = LockoutConfig(backoff=lambda n: 60 * n, max_lock_seconds=600)
+    assert [config.lock_seconds(n) for n in (1, 2, 10, 11)] == [60, 120, 600, 600]
+    linear = LockoutConfig(backoff=lambda n: n, max_lock_seconds=10**6, base_lock_seconds=1)
+    assert linear.lock_seconds(BACKOFF_SCHEDULE_LENGTH + 50) == BACKOFF_SCHEDULE_LENGTH
+
+
+def test_clock_and_backend_are_exclusive(clock: FakeClock) -> None:
+    other = LoginLockout()
+    with pytest.raises(ValueError, match="backend"):
+        LoginLockout(LockoutConfig(backend=other.backend), clock=clock)
+    with pytest.raises(ValueError, match="clock"):
+        LoginLockout(clock=clock, storage=MemoryStorage())
+
+
+# -- the policy, on every store -----------------------------------------------
+
+
+def test_the_max_failures_th_failure_locks_for_base_lock(backend: Backend) -> None:
+    lockout = make(backend)
+    assert lockout.is_locked("k") == (False, 0)
+    assert lockout.record_failure("k") == (False, 0)
+    assert lockout.record_failure("k") == (False, 0)
+    assert lockout.record_failure("k") == (True, 1)
+    assert lockout.is_locked("k") == (True, 1)
+
+
+def test_failure_while_locked_changes_nothing(backend: Backend) -> None:
+    lockout = make(backend, base_lock_seconds=2, max_lock_seconds=8)
+    for _ in range(3):
+        lockout.record_failure("k")
+    for _ in range(5):
+        assert lockout.record_failure("k") == (True, 2)
+    backend.advance(2.1)
+    assert lockout.is_locked("k") == (False, 0)
+    # Still the first lock ended: the next failure is lock number 2 (2 * 2 s).
+    assert lockout.record_failure("k") == (True, 4)
+
+
+def test_probation_locks_again_on_every_failure_with_backoff(backend: Backend) -> None:
+    lockout = make(backend)
+    for _ in range(3):
+        lockout.record_failure("k")
+    expected = [2, 4, 4]  # 1 * 2, 1 * 4, capped at max_lock_seconds=4
+    for seconds in [1, *expected[:-1]]:
+        backend.advance(seconds + 0.1)
+        assert lockout.is_locked("k") == (False, 0)
+        assert lockout.record_failure("k") == (True, expected.pop(0))
+
+
+def test_is_locked_never_changes_state(backend: Backend) -> None:
+    lockout = make(backend)
+    lockout.record_failure("k")
+    lockout.record_failure("k")
+    for _ in range(10):
+        assert lockout.is_locked("k") == (False, 0)
+    assert lockout.record_failure("k") == (True, 1)
+
+
+def test_failures_outside_the_window_do_not_add_up(backend: Backend) -> None:
+    lockout = make(backend)
+    lockout.record_failure("k")
+    lockout.record_failure("k")
+    backend.advance(2.1)  # window_seconds=2 from the first failure
+    assert lockout.record_failure("k") == (False, 0)
+    assert lockout.record_failure("k") == (False, 0)
+    assert lockout.record_failure("k") == (True, 1)
+
+
+def test_success_clears_failures_locks_and_probation(backend: Backend) -> None:
+    lockout = make(backend)
+    for _ in range(3):
+        lockout.record_failure("k")
+    lockout.record_success("k")
+    assert lockout.is_locked("k") == (False, 0)
+    assert lockout.record_failure("k") == (False, 0)  # clean: no probation
+
+
+def test_key_is_clean_after_reset_after_without_failures(backend: Backend) -> None:
+    lockout = make(backend, reset_after_seconds=2)
+    for _ in range(3):
+        lockout.record_failure("k")
+    backend.advance(1.1)
+    # Probation: one failure locks again.
+    assert lockout.record_failure("k") == (True, 2)
+    backend.advance(2.1 + 0.1)  # lock over and reset_after since last failure
+    assert lockout.record_failure("k") == (False, 0)
+
+
+def test_retry_after_is_rounded_up(backend: Backend) -> None:
+    lockout = make(backend, base_lock_seconds=1.5, max_lock_seconds=4)
+    for _ in range(3):
+        lockout.record_failure("k")
+    assert lockout.is_locked("k") == (True, 2)
+
+
+def test_custom_backoff_drives_the_locks(backend: Backend) -> None:
+    lockout = make(backend, backoff=lambda n: [1, 3, 2][min(n, 3) - 1], max_lock_seconds=2.5)
+    for _ in range(3):
+        lockout.record_failure("k")
+    assert lockout.is_locked("k") == (True, 1)
+    backend.advance(1.1)
+    assert lockout.record_failure("k") == (True, 3)  # 3 s capped to 2.5, rounded up
+    backend.advance(2.6)
+    assert lockout.record_failure("k") == (True, 2)
+
+
+def test_keys_are_independent_including_hostile_ones(backend: Backend) -> None:
+    lockout = make(backend, max_failures=1)
+    hostile = ["a{b}c", "x" * 5000, "ünï\u0000code", "a*?[]\\", "{", "}"]
+    for key in hostile:
+        assert lockout.record_failure(key) == (True, 1)
+    for key in ["a", "x" * 4999, "unicode", "b{b}c"]:
+        assert lockout.is_locked(key) == (False, 0)
+
+
+# -- reservations ---------------------------------------------------------------
+
+
+def test_reservations_never_exceed_the_remaining_budget(backend: Backend) -> None:
+    lockout = make(backend)
+    lockout.record_failure("k")  # two failures left before the lock
+    first, second, third = (lockout.attempt("k") for _ in range(3))
+    assert first.granted and second.granted
+    assert not third.granted and not third.locked and third.retry_after >= 1
+    first.release()
+    fourth = lockout.attempt("k")
+    assert fourth.granted
+    second.failed()
+    assert fourth.failed() == (True, 1)
+    refused = lockout.attempt("k")
+    assert (refused.granted, refused.locked, refused.retry_after) == (False, True, 1)
+
+
+def test_probation_allows_one_attempt_at_a_time(backend: Backend) -> None:
+    lockout = make(backend)
+    for _ in range(3):
+        lockout.record_failure("k")
+    backend.advance(1.1)
+    one, two = lockout.attempt("k"), lockout.attempt("k")
+    assert one.granted and not two.granted
+    one.succeeded()
+    assert lockout.attempt("k").granted
+
+
+def test_success_keeps_other_reservations(backend: Backend) -> None:
+    lockout = make(backend)
+    attempts = [lockout.attempt("k") for _ in range(3)]
+    assert all(a.granted for a in attempts)
+    attempts[0].succeeded()
+    # Two attempts are still in flight; only one more fits the clean budget.
+    assert lockout.attempt("k").granted
+    assert not lockout.attempt("k").granted
+
+
+def test_unsettled_reservation_expires(backend: Backend) -> None:
+    lockout = make(backend, max_failures=1)
+    leaked = lockout.attempt("k", reservation_seconds=1)
+    assert leaked.granted
+    assert not lockout.attempt("k").granted
+    backend.advance(1.2)
+    assert lockout.attempt("k").granted
+
+
+def test_attempt_context_releases_an_unsettled_attempt(backend: Backend) -> None:
+    lockout = make(backend, max_failures=1)
+    with pytest.raises(RuntimeError, match="boom"), lockout.attempt("k") as attempt:
+        assert attempt.granted
+        raise RuntimeError("boom")
+    with lockout.attempt("k") as again:
+        assert again.granted
+        assert again.failed() == (True, 1)
+    with pytest.raises(RuntimeError, match="already settled"):
+        again.failed()
+
+
+def test_a_refused_attempt_cannot_be_settled(backend: Backend) -> None:
+    lockout = make(backend, max_failures=1)
+    lockout.record_failure("k")
+    refused = lockout.attempt("k")
+    with pytest.raises(RuntimeError, match="not granted"):
+        refused.failed()
+
+
+def test_custom_backend_is_used_as_is() -> None:
+    calls: list[tuple[str, str]] = []
+
+    class Recorder:
+        def is_locked(self, key: str) -> tuple[bool, int]:
+            calls.append(("is_locked", key))
+            return False, 0
+
+        def record_failure(self, key: str) -> tuple[bool, int]:
+            calls.append(("failure", key))
+            return True, 7
+
+        def record_success(self, key: str) -> None:
+            calls.append(("success", key))
+
+    lockout = LoginLockout(LockoutConfig(backend=Recorder()))
+    assert lockout.record_failure("a") == (True, 7)
+    with lockout.attempt("b") as attempt:
+        assert attempt.failed() == (True, 7)
+    assert calls == [("failure", "a"), ("is_locked", "b"), ("failure", "b")]
+
+
+def test_huge_failure_counts_on_memory(clock: FakeClock) -> None:
+    config = LockoutConfig(max_failures=1, base_lock_seconds=1, max_lock_seconds=3600)
+    lockout = LoginLockout(config, clock=clock)
+    for _ in range(5000):
+        locked, retry_after = lockout.record_failure("k")
+        assert locked
+        clock.advance(retry_after)
+    assert retry_after == 3600
