@@ -120,7 +120,9 @@ def _fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return fake
 
 
-@pytest.fixture(params=["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.redis)]
+)
 def backend(
     request: pytest.FixtureRequest, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> Backend:
@@ -131,7 +133,9 @@ def backend(
     if request.param == "fakeredis":
         fake = _fake_time(monkeypatch)
         client = fakeredis.FakeRedis()
-        return Backend("fakeredis", RedisStorage(client, prefix="t"), fake.advance, client)
+        return Backend(
+            "fakeredis", RedisStorage(client, prefix="t"), fake.advance, client
+        )
     client = request.getfixturevalue("redis_client")
     prefix = request.getfixturevalue("redis_prefix")
     return Backend("redis", RedisStorage(client, prefix=prefix), time.sleep, client)

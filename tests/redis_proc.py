@@ -4,6 +4,7 @@ restart or cluster Redis. Each is stopped by its pid."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,10 +23,22 @@ def redis_server_available() -> bool:
     return shutil.which("redis-server") is not None
 
 
-def free_port() -> int:
+def _is_free(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 40000)
+        if _is_free(port) and _is_free(port + 10000):
+            return port
+    raise RuntimeError("no free loopback port found")
 
 
 def _wait_until(predicate: object, timeout: float, what: str) -> None:
@@ -57,11 +70,16 @@ class RedisProcess:
         self.proc = subprocess.Popen(
             [
                 "redis-server",
-                "--bind", HOST,
-                "--port", str(self.port),
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.dir,
+                "--bind",
+                HOST,
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
                 *self.extra,
             ],
             stdout=subprocess.DEVNULL,
@@ -120,17 +138,26 @@ def private_cluster(nodes: int = 3) -> Iterator[list[RedisProcess]]:
         for _ in range(nodes):
             server = RedisProcess(
                 None,
-                "--cluster-enabled", "yes",
-                "--cluster-node-timeout", "2000",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "2000",
             )
-            server.extra = (*server.extra, "--cluster-config-file",
-                            os.path.join(server.dir, "nodes.conf"))
+            server.extra = (
+                *server.extra,
+                "--cluster-config-file",
+                os.path.join(server.dir, "nodes.conf"),
+            )
             servers.append(server.start())
         subprocess.run(
             [
-                "redis-cli", "--cluster", "create",
+                "redis-cli",
+                "--cluster",
+                "create",
                 *[f"{HOST}:{s.port}" for s in servers],
-                "--cluster-replicas", "0", "--cluster-yes",
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
             ],
             check=True,
             stdout=subprocess.DEVNULL,

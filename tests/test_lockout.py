@@ -54,7 +54,9 @@ def test_backoff_returning_nonsense_is_rejected_at_config_time() -> None:
 
 
 def test_lock_seconds_never_overflows() -> None:
-    config = LockoutConfig(base_lock_seconds=60, backoff_multiplier=10, max_lock_seconds=3600)
+    config = LockoutConfig(
+        base_lock_seconds=60, backoff_multiplier=10, max_lock_seconds=3600
+    )
     assert config.lock_seconds(1) == 60
     assert config.lock_seconds(2) == 600
     assert config.lock_seconds(3) == 3600
@@ -64,7 +66,9 @@ def test_lock_seconds_never_overflows() -> None:
 def test_custom_backoff_is_capped_and_reused_past_the_schedule() -> None:
     config = LockoutConfig(backoff=lambda n: 60 * n, max_lock_seconds=600)
     assert [config.lock_seconds(n) for n in (1, 2, 10, 11)] == [60, 120, 600, 600]
-    linear = LockoutConfig(backoff=lambda n: n, max_lock_seconds=10**6, base_lock_seconds=1)
+    linear = LockoutConfig(
+        backoff=lambda n: n, max_lock_seconds=10**6, base_lock_seconds=1
+    )
     assert linear.lock_seconds(BACKOFF_SCHEDULE_LENGTH + 50) == BACKOFF_SCHEDULE_LENGTH
 
 
@@ -158,7 +162,9 @@ def test_retry_after_is_rounded_up(backend: Backend) -> None:
 
 
 def test_custom_backoff_drives_the_locks(backend: Backend) -> None:
-    lockout = make(backend, backoff=lambda n: [1, 3, 2][min(n, 3) - 1], max_lock_seconds=2.5)
+    lockout = make(
+        backend, backoff=lambda n: [1, 3, 2][min(n, 3) - 1], max_lock_seconds=2.5
+    )
     for _ in range(3):
         lockout.record_failure("k")
     assert lockout.is_locked("k") == (True, 1)

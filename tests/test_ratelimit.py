@@ -127,7 +127,9 @@ def test_retry_after_is_honest(clock: FakeClock) -> None:
     assert store.hit("k", "5/min").allowed
 
 
-def test_several_limits_all_must_pass_and_refusal_consumes_none(backend: Backend) -> None:
+def test_several_limits_all_must_pass_and_refusal_consumes_none(
+    backend: Backend,
+) -> None:
     store = SlidingWindowStore(backend.storage)
     limits = parse_limits("2/sec;3/hour")
     assert store.hit("k", limits).allowed

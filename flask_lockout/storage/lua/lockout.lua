@@ -14,6 +14,13 @@ local multiplier = tonumber(ARGV[6])
 local max_ms = tonumber(ARGV[7])
 local token = ARGV[9]
 
+-- Neither needs the clock or the state.
+if op == 'release' or op == 'success' then
+  if token ~= '' then redis.call('ZREM', KEYS[2], token) end
+  if op == 'success' then redis.call('DEL', KEYS[1]) end
+  return {0, 0, 0, 0}
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -60,20 +67,8 @@ if op == 'status' then
   return reply()
 end
 
-if op == 'release' or op == 'success' or op == 'failure' then
-  if token ~= '' then redis.call('ZREM', KEYS[2], token) end
-end
-
-if op == 'release' then
-  return reply()
-end
-
-if op == 'success' then
-  redis.call('DEL', KEYS[1])
-  return {0, 0, 0, 0}
-end
-
 if op == 'failure' then
+  if token ~= '' then redis.call('ZREM', KEYS[2], token) end
   if lu <= now then
     lf = now
     if n > 0 then

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import pytest
+
+from flask_lockout import (
+    AttemptThrottle,
+    ConfigurationError,
+    LockoutConfig,
+    LoginLockout,
+    MemoryStorage,
+    RedisStorage,
+    SlidingWindowStore,
+    storage_from_uri,
+)
+from flask_lockout.storage import as_storage, storage_from_client
+
+from .conftest import FakeClock
+
+POLICY = LockoutConfig(max_failures=2, base_lock_seconds=60, window_seconds=60)
+
+
+def test_the_bound_holds(clock: FakeClock) -> None:
+    storage = MemoryStorage(clock=clock, max_keys=100)
+    lockout = LoginLockout(POLICY, storage=storage)
+    for i in range(1000):
+        lockout.record_failure(f"fresh-{i}")
+    assert len(storage) == 100
+
+
+def test_a_flood_of_fresh_keys_never_unlocks_anyone(clock: FakeClock) -> None:
+    storage = MemoryStorage(clock=clock, max_keys=50)
+    lockout = LoginLockout(POLICY, storage=storage)
+    victims = [f"victim-{i}" for i in range(10)]
+    for key in victims:
+        lockout.record_failure(key)
+        assert lockout.record_failure(key) == (True, 60)
+    clock.advance(61)
+    on_probation = "probation"
+    lockout.record_failure(on_probation)
+    lockout.record_failure(on_probation)
+    clock.advance(61)  # its lock ended: it is on probation now
+    for key in victims:
+        lockout.record_success(key)
+        lockout.record_failure(key)
+        lockout.record_failure(key)
+    throttle = AttemptThrottle(storage, 5, 60)
+    limits = SlidingWindowStore(storage)
+    for i in range(10_000):
+        lockout.record_failure(f"attacker-{i}")
+        throttle.hit(f"attacker-{i}")
+        limits.hit(f"attacker-{i}", "5/min")
+    assert len(storage) == 50
+    for key in victims:
+        assert lockout.is_locked(key) == (True, 60)
+    assert lockout.record_failure(on_probation) == (True, 120)
+
+
+def test_expired_entries_go_before_live_counters(clock: FakeClock) -> None:
+    storage = MemoryStorage(clock=clock, max_keys=10)
+    throttle = AttemptThrottle(storage, 5, 10)
+    for i in range(5):
+        throttle.hit(f"short-{i}")
+    long_throttle = AttemptThrottle(storage, 5, 1000, namespace="long")
+    for i in range(5):
+        long_throttle.hit(f"long-{i}")
+    clock.advance(11)
+    for i in range(5):
+        long_throttle.hit(f"new-{i}")
+    # The five expired counters made the room; no live counter was evicted.
+    assert [long_throttle.status(f"long-{i}").attempts for i in range(5)] == [1] * 5
+
+
+def test_least_recently_used_counter_goes_first(clock: FakeClock) -> None:
+    storage = MemoryStorage(clock=clock, max_keys=3)
+    throttle = AttemptThrottle(storage, 5, 100)
+    for key in ("a", "b", "c"):
+        throttle.hit(key)
+    throttle.hit("a")  # a is now the most recently used
+    throttle.hit("d")
+    assert throttle.status("b").attempts == 0
+    assert throttle.status("a").attempts == 2
+
+
+def test_attempts_in_flight_are_not_evicted(clock: FakeClock) -> None:
+    storage = MemoryStorage(clock=clock, max_keys=5)
+    lockout = LoginLockout(LockoutConfig(max_failures=2), storage=storage)
+    held = [lockout.attempt("victim") for _ in range(2)]
+    assert all(attempt.granted for attempt in held)
+    for i in range(100):  # first failures: plain counters
+        lockout.record_failure(f"attacker-{i}")
+    assert not lockout.attempt("victim").granted
+
+
+def test_when_only_locks_remain_the_earliest_expiring_goes(clock: FakeClock) -> None:
+    storage = MemoryStorage(clock=clock, max_keys=2)
+    lockout = LoginLockout(
+        LockoutConfig(max_failures=1, base_lock_seconds=10), storage=storage
+    )
+    lockout.record_failure("first")
+    clock.advance(1)
+    lockout.record_failure("second")
+    clock.advance(1)
+    lockout.record_failure("third")
+    assert lockout.is_locked("first") == (False, 0)
+    assert lockout.is_locked("second")[0] and lockout.is_locked("third")[0]
+
+
+def test_memory_store_is_thread_safe(clock: FakeClock) -> None:
+    import threading
+
+    storage = MemoryStorage(clock=clock)
+    throttle = AttemptThrottle(storage, 10**9, 60)
+
+    def work() -> None:
+        for _ in range(2000):
+            throttle.hit("shared")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert throttle.status("shared").attempts == 16000
+
+
+# -- the URI factory -----------------------------------------------------------
+
+
+def test_storage_from_uri_schemes() -> None:
+    assert isinstance(storage_from_uri("memory://"), MemoryStorage)
+    for uri in (
+        "redis://127.0.0.1:1/0",
+        "rediss://127.0.0.1:1/0",
+        "unix:///tmp/none.sock",
+        "redis+cluster://127.0.0.1:1,127.0.0.1:2",
+        "valkey://127.0.0.1:1/0",
+    ):
+        # Nothing connects yet: the app starts while Redis is down.
+        assert isinstance(storage_from_uri(uri), RedisStorage)
+    bounded = storage_from_uri("memory://", max_keys=7)
+    assert isinstance(bounded, MemoryStorage) and bounded.max_keys == 7
+
+
+@pytest.mark.parametrize(
+    "uri", ["mongodb://x", "localhost:6379", "", None, "memcached://x"]
+)
+def test_unknown_uri_names_the_setting(uri: object) -> None:
+    with pytest.raises(ConfigurationError, match="LOCKOUT_STORAGE_URI"):
+        storage_from_uri(uri)  # type: ignore[arg-type]
+
+
+def test_bad_cluster_node_names_the_setting() -> None:
+    storage = storage_from_uri("redis+cluster://127.0.0.1:1,nonsense")
+    from flask_lockout import StorageError
+
+    with pytest.raises(ConfigurationError, match="LOCKOUT_STORAGE_URI"):
+        storage.ping()
+    assert not isinstance(ConfigurationError("x"), StorageError)
+
+
+def test_as_storage_accepts_stores_uris_and_clients() -> None:
+    import fakeredis
+
+    memory = MemoryStorage()
+    assert as_storage(memory) is memory
+    assert isinstance(as_storage("memory://"), MemoryStorage)
+    assert isinstance(as_storage(fakeredis.FakeRedis()), RedisStorage)
+    with pytest.raises(TypeError, match="Redis client"):
+        storage_from_client(object())
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True])
+def test_max_keys_must_be_positive(bad: object) -> None:
+    with pytest.raises(ValueError, match="max_keys"):
+        MemoryStorage(max_keys=bad)  # type: ignore[arg-type]

@@ -1,0 +1,221 @@
+"""Redis-only behaviour, on the shared server and on private ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+
+from flask_lockout import (
+    AttemptThrottle,
+    LockoutConfig,
+    LoginLockout,
+    RedisStorage,
+    SlidingWindowStore,
+    StorageError,
+    StorageUnavailable,
+    storage_from_uri,
+)
+
+from .redis_proc import private_cluster, private_redis
+
+pytestmark = pytest.mark.redis
+
+POLICY = LockoutConfig(max_failures=3, base_lock_seconds=60)
+
+
+class CountingRedis(redis.Redis):
+    """Counts commands sent: a script call is one, whatever runs inside it."""
+
+    sent: list[str]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]))
+        return super().execute_command(*args, **options)
+
+
+def exercise(storage: RedisStorage, key: str = "login:email:alice@example.com") -> None:
+    lockout = LoginLockout(POLICY, storage=storage)
+    with lockout.attempt(key) as attempt:
+        attempt.failed()
+    for _ in range(3):
+        lockout.record_failure(key)
+    lockout.record_failure("login:ip:203.0.113.7")
+    with lockout.attempt("login:ip:203.0.113.8"):
+        pass  # released
+    held = lockout.attempt(f"{key}:held")  # left unsettled: expires by itself
+    assert held.granted
+    AttemptThrottle(storage, 5, 300, namespace="otp").hit(key)
+    SlidingWindowStore(storage).hit(key, "5/min;100/day")
+
+
+def test_every_key_has_a_ttl(redis_client: redis.Redis, redis_prefix: str) -> None:
+    exercise(RedisStorage(redis_client, prefix=redis_prefix))
+    keys = list(redis_client.scan_iter(match=f"{redis_prefix}:*"))
+    assert len(keys) >= 6
+    for key in keys:
+        assert redis_client.pttl(key) > 0, key
+
+
+def test_each_decision_is_one_round_trip(redis_server: str, redis_prefix: str) -> None:
+    client = CountingRedis.from_url(redis_server)
+    client.sent = []
+    storage = RedisStorage(client, prefix=redis_prefix)
+    lockout = LoginLockout(POLICY, storage=storage)
+    throttle = AttemptThrottle(storage, 5, 300)
+    limits = SlidingWindowStore(storage)
+    decisions = {
+        "is_locked": lambda: lockout.is_locked("k"),
+        "record_failure": lambda: lockout.record_failure("k"),
+        "record_success": lambda: lockout.record_success("k"),
+        "attempt": lambda: lockout.attempt("k").release(),
+        "throttle.hit": lambda: throttle.hit("k"),
+        "throttle.status": lambda: throttle.status("k"),
+        "ratelimit.hit": lambda: limits.hit("k", "5/min;100/day"),
+    }
+    for decide in decisions.values():
+        decide()  # loads each script once
+    for name, decide in decisions.items():
+        client.sent = []
+        decide()
+        expected = 2 if name == "attempt" else 1  # reserve, then release
+        assert client.sent == ["EVALSHA"] * expected, name
+    client.close()
+    cleanup = redis.Redis.from_url(redis_server)
+    for key in cleanup.scan_iter(match=f"{redis_prefix}:*"):
+        cleanup.delete(key)
+
+
+def test_script_cache_flush_is_survived(need_redis_server_binary: None) -> None:
+    with private_redis() as server:
+        storage = storage_from_uri(server.url)
+        lockout = LoginLockout(POLICY, storage=storage)
+        lockout.record_failure("k")
+        server.client().script_flush()
+        assert lockout.record_failure("k") == (False, 0)
+        assert lockout.record_failure("k") == (True, 60)
+
+
+def test_outage_raises_ours_and_recovery_needs_no_restart(
+    need_redis_server_binary: None,
+) -> None:
+    with private_redis() as server:
+        storage = storage_from_uri(server.url)
+        lockout = LoginLockout(POLICY, storage=storage)
+        lockout.record_failure("k")
+        server.stop()
+        for call in (
+            lambda: lockout.record_failure("k"),
+            lambda: lockout.is_locked("k"),
+            lambda: lockout.attempt("k"),
+            storage.ping,
+        ):
+            with pytest.raises(StorageUnavailable):
+                call()
+        server.start()  # same port, empty: it keeps nothing on disk
+        assert lockout.record_failure("k") == (False, 0)
+        storage.ping()
+
+
+def test_a_frozen_server_times_out_instead_of_hanging(
+    need_redis_server_binary: None,
+) -> None:
+    with private_redis() as server:
+        storage = storage_from_uri(server.url)
+        lockout = LoginLockout(LockoutConfig(max_failures=10), storage=storage)
+        lockout.record_failure("k")
+        server.pause()
+        try:
+            with pytest.raises(StorageUnavailable):
+                lockout.record_failure("k")
+        finally:
+            server.resume()
+        # The timed-out call may still run once the server wakes; either way
+        # the same storage object answers again.
+        assert lockout.record_failure("k") == (False, 0)
+        assert storage.lockout_status("k", lockout.config).failures in (2, 3)
+
+
+def test_app_starts_and_fails_cleanly_while_redis_is_down() -> None:
+    from .redis_proc import free_port
+
+    storage = storage_from_uri(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(StorageUnavailable):
+        storage.ping()
+
+
+def test_flask_redis_client(redis_server: str, redis_prefix: str) -> None:
+    from flask_redis import FlaskRedis
+
+    flask_redis = FlaskRedis()
+    storage = RedisStorage(flask_redis, prefix=redis_prefix)
+    with pytest.raises(StorageError, match="init_app"):
+        storage.ping()
+    app = Flask(__name__)
+    app.config["REDIS_URL"] = redis_server
+    flask_redis.init_app(app)
+    lockout = LoginLockout(LockoutConfig(max_failures=1), storage=flask_redis)
+    # Its own storage object, built from the same FlaskRedis instance.
+    assert lockout.record_failure(f"{redis_prefix}-k") == (True, 60)
+    storage.ping()
+    flask_redis.delete(f"lockout:{{{redis_prefix}-k}}:lock")
+
+
+def test_valkey_client(redis_server: str, redis_prefix: str) -> None:
+    valkey = pytest.importorskip("valkey")
+    client = valkey.Valkey.from_url(redis_server.replace("redis://", "valkey://"))
+    storage = RedisStorage(client, prefix=redis_prefix)
+    lockout = LoginLockout(LockoutConfig(max_failures=1), storage=storage)
+    assert lockout.record_failure("k") == (True, 60)
+    assert SlidingWindowStore(storage).hit("k", "1/min").allowed
+    via_uri = storage_from_uri(
+        redis_server.replace("redis://", "valkey://"), prefix=redis_prefix
+    )
+    assert LoginLockout(LockoutConfig(max_failures=1), storage=via_uri).is_locked(
+        "k"
+    ) == (True, 60)
+    client.close()
+    cleanup = redis.Redis.from_url(redis_server)
+    for key in cleanup.scan_iter(match=f"{redis_prefix}:*"):
+        cleanup.delete(key)
+
+
+def test_clients_agree_through_server_time(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    # Two "hosts" with their own clients see one state and one clock.
+    first = LoginLockout(
+        POLICY, storage=RedisStorage(redis_client, prefix=redis_prefix)
+    )
+    other_client = redis.Redis(
+        connection_pool=redis.ConnectionPool.from_url("redis://127.0.0.1:6379/0")
+    )
+    second = LoginLockout(
+        POLICY, storage=RedisStorage(other_client, prefix=redis_prefix)
+    )
+    first.record_failure("k")
+    second.record_failure("k")
+    assert first.record_failure("k") == (True, 60)
+    assert second.is_locked("k") == (True, 60)
+    other_client.close()
+
+
+@pytest.mark.cluster
+def test_redis_cluster(need_redis_server_binary: None) -> None:
+    with private_cluster(3) as nodes:
+        uri = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+        storage = storage_from_uri(uri)
+        keys = [f"login:email:user{i}@example.com" for i in range(30)]
+        for key in keys:
+            exercise(storage, key)  # CROSSSLOT would raise here
+        lockout = LoginLockout(POLICY, storage=storage)
+        assert all(lockout.is_locked(key) == (True, 60) for key in keys)
+        slots = {
+            storage.client.keyslot(storage.storage_key(key, "lock")) for key in keys
+        }
+        assert len(slots) > 3  # the keys really are spread over the cluster
+        limits = SlidingWindowStore(storage)
+        limits.reset()  # scans every node
+        assert limits.hit(keys[0], "1/min").allowed
