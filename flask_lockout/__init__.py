@@ -9,9 +9,18 @@ from .errors import (
     StorageUnavailable,
     TooManyAttempts,
 )
+from .extension import Lockout
+from .keys import MissingKeyValue
 from .limits import Limit, parse_limit, parse_limits
 from .lockout import Attempt, LockoutConfig, LoginLockout
 from .ratelimit import SlidingWindowStore
+from .signals import (
+    failure_recorded,
+    locked_out,
+    lockout_reset,
+    rate_limited,
+    storage_error,
+)
 from .storage import (
     LockoutBackend,
     MemoryStorage,
@@ -32,10 +41,12 @@ __all__ = [
     "AttemptThrottle",
     "ConfigurationError",
     "Limit",
+    "Lockout",
     "LockoutBackend",
     "LockoutConfig",
     "LoginLockout",
     "MemoryStorage",
+    "MissingKeyValue",
     "RateLimitResult",
     "RateLimitStore",
     "RedisStorage",
@@ -47,8 +58,13 @@ __all__ = [
     "ThrottleBackend",
     "ThrottleStatus",
     "TooManyAttempts",
+    "failure_recorded",
+    "locked_out",
+    "lockout_reset",
     "parse_limit",
     "parse_limits",
+    "rate_limited",
+    "storage_error",
     "storage_from_client",
     "storage_from_uri",
 ]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
-from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
+from werkzeug.sansio.response import Response as SansIOResponse
+from werkzeug.wrappers import Request, Response
 
 
 class ConfigurationError(ValueError):
@@ -27,7 +32,42 @@ def _whole_seconds(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
 
-class TooManyAttempts(TooManyRequests):
+class _Negotiated(HTTPException):
+    """Answers JSON clients with JSON and everyone else with a short page."""
+
+    retry_after_seconds: int
+
+    def get_response(  # type: ignore[override]
+        self,
+        environ: dict[str, Any] | Request | None = None,
+        scope: dict[str, Any] | None = None,
+    ) -> SansIOResponse:
+        request = Request(environ) if isinstance(environ, dict) else environ
+        headers = dict(self.get_headers(None, scope))
+        if request is not None and _wants_json(request):
+            body = json.dumps(
+                {"error": self.description, "retry_after": self.retry_after_seconds}
+            )
+            headers["Content-Type"] = "application/json"
+        else:
+            name, text = escape(self.name), escape(self.description or "")
+            body = (
+                f"<!doctype html>\n<title>{self.code} {name}</title>\n"
+                f"<h1>{name}</h1>\n<p>{text}</p>\n"
+            )
+        return Response(body, self.code, headers)
+
+
+def _wants_json(request: Request) -> bool:
+    default = "application/json" if request.is_json else "text/html"
+    offered = [default, "text/html" if request.is_json else "application/json"]
+    accept = request.accept_mimetypes
+    return (
+        accept.best_match(offered, default=default) or default
+    ) == "application/json"
+
+
+class TooManyAttempts(_Negotiated, TooManyRequests):
     """429: a key is locked, over its limit, or its attempts are all in flight.
 
     :param retry_after: seconds until a retry can succeed; sent as the
@@ -41,7 +81,7 @@ class TooManyAttempts(TooManyRequests):
         super().__init__(description, retry_after=self.retry_after_seconds)
 
 
-class StorageOutage(ServiceUnavailable):
+class StorageOutage(_Negotiated, ServiceUnavailable):
     """503: storage is down and the policy is to fail closed.
 
     :param retry_after: seconds to wait before retrying, sent as

@@ -32,7 +32,12 @@ class Limit:
     period_seconds: int
 
     def __str__(self) -> str:
-        return f"{self.count}/{self.period_seconds}s"
+        """The limit as :func:`parse_limit` reads it: ``"100/15minute"``."""
+        for name, unit in (("day", 86400), ("hour", 3600), ("minute", 60)):
+            if self.period_seconds % unit == 0:
+                multiple = self.period_seconds // unit
+                return f"{self.count}/{multiple if multiple > 1 else ''}{name}"
+        return f"{self.count}/{self.period_seconds}second"
 
 
 def parse_limit(text: str) -> Limit:

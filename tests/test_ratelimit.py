@@ -56,6 +56,12 @@ def test_parse_limit_rejects_malformed(text: str) -> None:
         parse_limit(text)
 
 
+def test_a_limit_prints_as_it_parses() -> None:
+    for text in ("5/minute", "100/15minute", "3/2hour", "7/day", "9/45second"):
+        assert str(parse_limit(text)) == text
+        assert parse_limit(str(parse_limit(text))) == parse_limit(text)
+
+
 def test_parse_limits_splits_on_semicolons() -> None:
     assert parse_limits("5/min;100/day") == (Limit(5, 60), Limit(100, 86400))
     assert parse_limits("5/min; 100/day;") == (Limit(5, 60), Limit(100, 86400))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -193,6 +193,20 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def rate_limit_reset(self, key: str | None = None) -> None:
         """Clear ``key``'s windows, or every rate-limit window when None."""
+
+    # -- administration --------------------------------------------------
+
+    @abc.abstractmethod
+    def lockout_keys(self) -> Iterator[str]:
+        """Yield every lockout key with state (hashed ones as their hash)."""
+
+    @abc.abstractmethod
+    def clear(self) -> None:
+        """Delete every key under this store's prefix."""
+
+    def identifier_of(self, storage_key: str) -> str:
+        """The identifier inside ``<prefix>:{<identifier>}:<kind>``."""
+        return storage_key[len(self.prefix) + 2 : storage_key.rindex("}")]
 
     # -- health ----------------------------------------------------------
 

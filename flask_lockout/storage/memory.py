@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -323,6 +323,18 @@ class MemoryStorage(Storage):
                 doomed = [k for k in self._entries if k.startswith(head)]
             for skey in doomed:
                 self._drop(skey)
+
+    def lockout_keys(self) -> Iterator[str]:
+        with self._lock:
+            found = [k for k in self._entries if k.endswith("}:lock")]
+        for skey in found:
+            yield self.identifier_of(skey)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._plain.clear()
+            self._expiry_heap.clear()
 
     def ping(self) -> None:
         return None

@@ -259,6 +259,17 @@ class RedisStorage(Storage):
             pattern = _glob_escape(self.storage_key(key, "rl:")) + "*"
         self._delete_matching(pattern)
 
+    def lockout_keys(self) -> Iterator[str]:
+        client = self.client
+        pattern = f"{_glob_escape(self.prefix)}:{{*}}:lock"
+        with self._translate_errors():
+            for found in client.scan_iter(match=pattern, count=500):
+                text = found.decode() if isinstance(found, bytes) else str(found)
+                yield self.identifier_of(text)
+
+    def clear(self) -> None:
+        self._delete_matching(f"{_glob_escape(self.prefix)}:{{*}}:*")
+
     def _delete_matching(self, pattern: str) -> None:
         client = self.client
         with self._translate_errors():

@@ -1,0 +1,158 @@
+"""``flask lockout``: status, reset, list and policy."""
+
+from __future__ import annotations
+
+import math
+
+import click
+from flask.cli import AppGroup
+
+from .errors import StorageError
+from .extension import _state
+from .keys import normalise
+from .limits import Limit
+from .lockout import BACKOFF_SCHEDULE_LENGTH, LockoutConfig, LoginLockout
+from .storage import MemoryStorage
+
+cli = AppGroup("lockout", help="Inspect and reset Flask-Lockout state.")
+
+
+def _logical_key(text: str) -> str:
+    """Check a ``<scope>:<type>:<value>`` key and fold its value like requests do."""
+    scope, _, rest = text.partition(":")
+    key_type, _, value = rest.partition(":")
+    if not scope or not key_type or not value.strip():
+        raise click.UsageError(
+            f"{text!r} is not a logical key: expected <scope>:<type>:<value>,"
+            " for example login:email:alice@example.com"
+        )
+    return f"{scope}:{key_type}:{value if key_type == 'ip' else normalise(value)}"
+
+
+def _storage_failed(exc: StorageError) -> click.ClickException:
+    return click.ClickException(f"Storage failed: {exc}")
+
+
+@cli.command("status")
+@click.argument("key")
+def status(key: str) -> None:
+    """Show whether KEY is locked, its failures and its lock number."""
+    key = _logical_key(key)
+    state = _state()
+    try:
+        found = state.storage.lockout_status(key, state.settings.policy)
+    except StorageError as exc:
+        raise _storage_failed(exc) from exc
+    if found.locked:
+        verdict = f"locked, retry after {found.retry_after} s"
+    elif found.lock_number:
+        verdict = "on probation: the next failure locks it"
+    else:
+        verdict = "not locked"
+    click.echo(f"{key}: {verdict}")
+    click.echo(f"  failures in window: {found.failures}")
+    click.echo(f"  locks since clean:  {found.lock_number}")
+
+
+@cli.command("reset")
+@click.argument("key", required=False)
+@click.option("--all", "everything", is_flag=True, help="Forget every key.")
+def reset(key: str | None, everything: bool) -> None:
+    """Forget KEY (lock, failures, rate limits), or everything with --all."""
+    if everything == (key is not None):
+        raise click.UsageError("Give exactly one of KEY or --all.")
+    state = _state()
+    try:
+        if everything:
+            click.confirm(
+                f"Forget every lock, failure and rate limit under prefix"
+                f" {state.storage.prefix!r}?",
+                abort=True,
+            )
+            state.storage.clear()
+            click.echo("All lockout state cleared.")
+            return
+        assert key is not None
+        logical = _logical_key(key)
+        state.extension.reset(logical)
+    except StorageError as exc:
+        raise _storage_failed(exc) from exc
+    click.echo(f"{logical}: reset.")
+
+
+@cli.command("list")
+def list_keys() -> None:
+    """List keys that are failing or locked."""
+    state = _state()
+    rows = []
+    try:
+        for key in state.storage.lockout_keys():
+            found = state.storage.lockout_status(key, state.settings.policy)
+            if found.locked or found.failures or found.lock_number:
+                rows.append((key, found))
+    except StorageError as exc:
+        raise _storage_failed(exc) from exc
+    if not rows:
+        click.echo("No key is failing or locked.")
+        return
+    width = max(len(key) for key, _ in rows)
+    click.echo(f"{'KEY':<{width}}  FAILURES  LOCKS  RETRY-AFTER")
+    for key, found in sorted(rows, key=lambda row: (-row[1].retry_after, row[0])):
+        retry = f"{found.retry_after} s" if found.locked else "-"
+        click.echo(
+            f"{key:<{width}}  {found.failures:>8}  {found.lock_number:>5}  {retry:>11}"
+        )
+
+
+def simulate_attacker(policy: LockoutConfig, horizon: float) -> int:
+    """Guesses one key gets in ``horizon`` seconds against the real engine,
+    guessing again the moment each lock ends."""
+    now = [0.0]
+    engine = LoginLockout(policy, storage=MemoryStorage(clock=lambda: now[0]))
+    guesses = 0
+    while now[0] < horizon:
+        locked, retry_after = engine.is_locked("k")
+        if locked:
+            now[0] += retry_after
+            continue
+        engine.record_failure("k")
+        guesses += 1
+    return guesses
+
+
+def _limit_ceiling(limits: tuple[Limit, ...], horizon: int) -> int:
+    # A sliding window admits at most about count per period, plus one
+    # period's worth at the edges.
+    return min(
+        lim.count * (math.ceil(horizon / lim.period_seconds) + 1) for lim in limits
+    )
+
+
+@cli.command("policy")
+def policy() -> None:
+    """Print the lock schedule and the most guesses an attacker gets."""
+    settings = _state().settings
+    config = settings.policy
+    click.echo(
+        f"Lock after {config.max_failures} failures within"
+        f" {config.window_seconds:g} s; clean after"
+        f" {config.reset_after_seconds:g} s without a failure."
+    )
+    click.echo("Lock schedule (each further failure on probation locks again):")
+    for number in range(1, BACKOFF_SCHEDULE_LENGTH + 1):
+        seconds = config.lock_seconds(number)
+        later = range(number, BACKOFF_SCHEDULE_LENGTH + 2)
+        if all(config.lock_seconds(n) == seconds for n in later):
+            click.echo(f"  lock {number} and later: {seconds:g} s")
+            break
+        click.echo(f"  lock {number}: {seconds:g} s")
+    hour, day = simulate_attacker(config, 3600), simulate_attacker(config, 86400)
+    click.echo("Most guesses per key (each account and each IP, counted apart):")
+    click.echo(f"  per hour: {hour}")
+    click.echo(f"  per day:  {day}")
+    limits = settings.default_limits
+    click.echo(
+        f"LOCKOUT_DEFAULT_LIMITS {';'.join(str(lim) for lim in limits)} allow at most"
+        f" {_limit_ceiling(limits, 3600)} per hour and {_limit_ceiling(limits, 86400)}"
+        " per day on @throttled() routes."
+    )

@@ -1,0 +1,241 @@
+"""``LOCKOUT_*`` settings: defaults, validation, one frozen object per app."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigurationError
+from .limits import Limit, parse_limits
+from .lockout import LockoutConfig
+
+#: Every setting and its default. ``init_app`` writes the effective values
+#: back into ``app.config`` with ``setdefault``.
+DEFAULTS: dict[str, Any] = {
+    "LOCKOUT_ENABLED": True,
+    "LOCKOUT_STORAGE_URI": "memory://",
+    "LOCKOUT_KEY_PREFIX": "lockout",
+    "LOCKOUT_MAX_FAILURES": 5,
+    "LOCKOUT_WINDOW_SECONDS": 900,
+    "LOCKOUT_BASE_LOCK_SECONDS": 60,
+    "LOCKOUT_BACKOFF_MULTIPLIER": 2.0,
+    "LOCKOUT_MAX_LOCK_SECONDS": 3600,
+    "LOCKOUT_RESET_AFTER_SECONDS": 86400,
+    "LOCKOUT_FAIL_OPEN": True,
+    "LOCKOUT_DEFAULT_LIMITS": "10/minute;100/day",
+    "LOCKOUT_HEADERS_ENABLED": True,
+    "LOCKOUT_TRUSTED_PROXIES": (),
+    "LOCKOUT_TRUSTED_HEADER": "X-Forwarded-For",
+    "LOCKOUT_IPV6_PREFIX": 64,
+    "LOCKOUT_STATIC_SECURITY_HEADERS": {},
+    "LOCKOUT_HARDEN_APP_STATIC": False,
+    "LOCKOUT_COOKIE_SECURE": True,
+    "LOCKOUT_COOKIE_HTTPONLY": True,
+    "LOCKOUT_COOKIE_SAMESITE": "Lax",
+    "LOCKOUT_DEVICE_COOKIES": False,
+    "LOCKOUT_MEMORY_MAX_KEYS": 100_000,
+    "LOCKOUT_LOCAL_CACHE_SECONDS": 1.0,
+}
+
+_TRUSTED_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+_SAMESITE = ("Strict", "Lax", "None")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated ``LOCKOUT_*`` settings of one app."""
+
+    enabled: bool
+    storage_uri: str
+    key_prefix: str
+    policy: LockoutConfig
+    fail_open: bool
+    default_limits: tuple[Limit, ...]
+    headers_enabled: bool
+    trusted_proxies: tuple[Network, ...] | int
+    trusted_header: str
+    ipv6_prefix: int
+    static_security_headers: dict[str, str]
+    harden_app_static: bool
+    cookie_secure: bool
+    cookie_httponly: bool
+    cookie_samesite: str | None
+    device_cookies: bool
+    memory_max_keys: int
+    local_cache_seconds: float
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Read and check every setting.
+
+        :raises ConfigurationError: naming the first bad key.
+        """
+
+        def get(key: str, convert: Callable[[str, Any], Any]) -> Any:
+            return convert(key, config.get(key, DEFAULTS[key]))
+
+        max_failures = get("LOCKOUT_MAX_FAILURES", _int)
+        try:
+            policy = LockoutConfig(
+                max_failures=max_failures,
+                window_seconds=get("LOCKOUT_WINDOW_SECONDS", _positive),
+                base_lock_seconds=get("LOCKOUT_BASE_LOCK_SECONDS", _positive),
+                backoff_multiplier=get("LOCKOUT_BACKOFF_MULTIPLIER", _number),
+                max_lock_seconds=get("LOCKOUT_MAX_LOCK_SECONDS", _positive),
+                reset_after_seconds=get("LOCKOUT_RESET_AFTER_SECONDS", _positive),
+            )
+        except ConfigurationError:
+            raise
+        except ValueError as exc:
+            field = str(exc).split(" ", 1)[0]
+            raise ConfigurationError(f"LOCKOUT_{field.upper()}: {exc}") from exc
+        return cls(
+            enabled=get("LOCKOUT_ENABLED", _bool),
+            storage_uri=get("LOCKOUT_STORAGE_URI", _text),
+            key_prefix=get("LOCKOUT_KEY_PREFIX", _prefix),
+            policy=policy,
+            fail_open=get("LOCKOUT_FAIL_OPEN", _bool),
+            default_limits=get("LOCKOUT_DEFAULT_LIMITS", _limits),
+            headers_enabled=get("LOCKOUT_HEADERS_ENABLED", _bool),
+            trusted_proxies=get("LOCKOUT_TRUSTED_PROXIES", _proxies),
+            trusted_header=get("LOCKOUT_TRUSTED_HEADER", _header),
+            ipv6_prefix=get("LOCKOUT_IPV6_PREFIX", _ipv6_prefix),
+            static_security_headers=get("LOCKOUT_STATIC_SECURITY_HEADERS", _headers),
+            harden_app_static=get("LOCKOUT_HARDEN_APP_STATIC", _bool),
+            cookie_secure=get("LOCKOUT_COOKIE_SECURE", _bool),
+            cookie_httponly=get("LOCKOUT_COOKIE_HTTPONLY", _bool),
+            cookie_samesite=get("LOCKOUT_COOKIE_SAMESITE", _samesite),
+            device_cookies=get("LOCKOUT_DEVICE_COOKIES", _bool),
+            memory_max_keys=get("LOCKOUT_MEMORY_MAX_KEYS", _int),
+            local_cache_seconds=get("LOCKOUT_LOCAL_CACHE_SECONDS", _non_negative),
+        )
+
+
+def _fail(key: str, expected: str, value: Any) -> ConfigurationError:
+    return ConfigurationError(f"{key} must be {expected}, not {value!r}.")
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _fail(key, "True or False", value)
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _fail(key, "a number", value) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(key, "a number", value)
+    if not math.isfinite(value):
+        raise _fail(key, "a finite number", value)
+    return value
+
+
+def _positive(key: str, value: Any) -> float:
+    number = _number(key, value)
+    if number <= 0:
+        raise _fail(key, "greater than 0", value)
+    return number
+
+
+def _non_negative(key: str, value: Any) -> float:
+    number = _number(key, value)
+    if number < 0:
+        raise _fail(key, "0 or more", value)
+    return number
+
+
+def _int(key: str, value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(key, "a whole number of at least 1", value)
+    return value
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(key, "a non-empty string", value)
+    return value.strip()
+
+
+def _prefix(key: str, value: Any) -> str:
+    text = _text(key, value)
+    if "{" in text or "}" in text:
+        raise _fail(
+            key, "free of '{' and '}' (they are Redis Cluster hash tags)", value
+        )
+    return text
+
+
+def _limits(key: str, value: Any) -> tuple[Limit, ...]:
+    try:
+        return parse_limits(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{key}: {exc}") from exc
+
+
+def _proxies(key: str, value: Any) -> tuple[Network, ...] | int:
+    if value is None:
+        return ()
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise _fail(key, "a hop count of 0 or more, or a list of CIDRs", value)
+        return value
+    if isinstance(value, str):
+        value = [part for part in value.replace(",", " ").split() if part]
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise _fail(key, "a hop count or a list of CIDRs", value)
+    networks = []
+    for item in value:
+        try:
+            networks.append(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            raise _fail(key, "a list of CIDRs such as '10.0.0.0/8'", item) from None
+    return tuple(networks)
+
+
+def _header(key: str, value: Any) -> str:
+    for name in _TRUSTED_HEADERS:
+        if isinstance(value, str) and value.strip().lower() == name.lower():
+            return name
+    raise _fail(key, f"one of {', '.join(_TRUSTED_HEADERS)}", value)
+
+
+def _ipv6_prefix(key: str, value: Any) -> int:
+    if isinstance(value, str) and value.strip().lstrip("/").isdigit():
+        value = int(value.strip().lstrip("/"))
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
+        raise _fail(key, "a prefix length from 1 to 128", value)
+    return value
+
+
+def _headers(key: str, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str | None) for k, v in value.items()
+    ):
+        raise _fail(key, "a mapping of header names to strings", value)
+    return dict(value)
+
+
+def _samesite(key: str, value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    for option in _SAMESITE:
+        if isinstance(value, str) and value.strip().lower() == option.lower():
+            return option
+    raise _fail(key, "'Strict', 'Lax', 'None' or None", value)

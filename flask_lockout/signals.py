@@ -1,0 +1,24 @@
+"""Signals, sent with the app as sender and keyword data.
+
+Every signal carries ``endpoint``, ``key_type``, ``key`` (the logical key,
+such as ``login:email:alice@example.com``) and ``client_ip``;
+``rate_limited`` adds ``limit``, the others ``retry_after`` where it applies.
+``storage_error`` carries ``error`` instead of a key.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: A request was refused by ``@throttled``.
+rate_limited = _signals.signal("rate-limited")
+#: A request was refused because a key is locked, or a failure locked it.
+locked_out = _signals.signal("locked-out")
+#: ``@lockout_on_failure`` or ``record_failure`` counted a failure.
+failure_recorded = _signals.signal("failure-recorded")
+#: A key was reset by a success, the manual API or the CLI.
+lockout_reset = _signals.signal("lockout-reset")
+#: Storage failed; the request went on (fail open) or got a 503.
+storage_error = _signals.signal("storage-error")
