@@ -1,23 +1,25 @@
-"""A login form guarded by LoginLockout.
+"""A login app guarded by Flask-Lockout.
 
 Run it with ``flask --app examples/login_app.py run`` and sign in as
-``alice@example.com`` / ``correct horse battery staple``. Five wrong
-passwords lock the account for a minute, then twice as long on each
-further failure. Set ``LOCKOUT_STORAGE_URI=redis://localhost:6379/0`` to
-share the lockout between workers.
+``alice@example.com`` / ``correct horse battery staple`` at /login, or POST
+JSON to /api/login. Five wrong passwords for an account (or from one address)
+lock it for a minute, then twice as long on each further failure. Set
+``LOCKOUT_STORAGE_URI=redis://localhost:6379/0`` to share the state between
+workers, and try ``flask --app examples/login_app.py lockout list``.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from flask import Flask, render_template_string, request
+from flask import Flask, jsonify, render_template_string, request
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from flask_lockout import LockoutConfig, LoginLockout, TooManyAttempts
+from flask_lockout import Lockout
 
 USERS = {"alice@example.com": generate_password_hash("correct horse battery staple")}
-# Compared against when the account does not exist, so both paths cost alike.
+# Checked when the account does not exist, so both paths cost the same.
 NO_SUCH_USER = generate_password_hash("no such user")
 
 PAGE = """<!doctype html>
@@ -31,30 +33,45 @@ PAGE = """<!doctype html>
 </form>
 """
 
+lockout = Lockout()
 
-def create_app(storage: object = None) -> Flask:
+
+def password_ok(email: str, password: str) -> bool:
+    email = email.strip().casefold()
+    matches = check_password_hash(USERS.get(email, NO_SUCH_USER), password)
+    return matches and email in USERS
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    lockout = LoginLockout(
-        LockoutConfig(max_failures=5, base_lock_seconds=60),
-        storage=storage or os.environ.get("LOCKOUT_STORAGE_URI", "memory://"),
+    app.config["LOCKOUT_STORAGE_URI"] = os.environ.get(
+        "LOCKOUT_STORAGE_URI", "memory://"
     )
+    app.config.from_prefixed_env()  # FLASK_LOCKOUT_MAX_FAILURES=3 and so on
+    app.config.update(config or {})
+    lockout.init_app(app)
 
-    @app.route("/login", methods=["GET", "POST"])
-    def login() -> tuple[str, int] | str:
-        if request.method == "GET":
-            return render_template_string(PAGE, message=None)
-        email = request.form.get("email", "").strip().casefold()
-        password = request.form.get("password", "")
-        with lockout.attempt(f"login:email:{email}") as attempt:
-            if not attempt.granted:
-                raise TooManyAttempts(attempt.retry_after)
-            password_hash = USERS.get(email, NO_SUCH_USER)
-            if email in USERS and check_password_hash(password_hash, password):
-                attempt.succeeded()
-                return render_template_string(PAGE, message=f"Welcome, {email}.")
-            check_password_hash(password_hash, password)
-            attempt.failed()
+    @app.get("/login")
+    def login_form() -> str:
+        return render_template_string(PAGE, message=None)
+
+    @app.post("/login")
+    @lockout.throttled("10/minute;100/day", by="ip")
+    @lockout.lockout_on_failure(by=("ip", "form:email"))
+    def login() -> tuple[str, int]:
+        email = request.form.get("email", "")
+        if password_ok(email, request.form.get("password", "")):
+            return render_template_string(PAGE, message=f"Welcome, {email}."), 200
         return render_template_string(PAGE, message="Wrong email or password."), 401
+
+    @app.post("/api/login")
+    @lockout.throttled("10/minute;100/day", by="ip")
+    @lockout.lockout_on_failure(by=("ip", "json:email"))
+    def api_login() -> tuple[Any, int]:
+        body = request.get_json(silent=True) or {}
+        if password_ok(str(body.get("email", "")), str(body.get("password", ""))):
+            return jsonify(ok=True), 200
+        return jsonify(error="wrong email or password"), 401
 
     return app
 

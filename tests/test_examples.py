@@ -3,8 +3,12 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 from types import ModuleType
+from typing import Any
+
+import pytest
 
 EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
+ALICE = {"email": "alice@example.com", "password": "correct horse battery staple"}
 
 
 def load(name: str) -> ModuleType:
@@ -15,24 +19,52 @@ def load(name: str) -> ModuleType:
     return module
 
 
+def login_client(**config: Any) -> Any:
+    return (
+        load("login_app")
+        .create_app({"LOCKOUT_STORAGE_URI": "memory://", **config})
+        .test_client()
+    )
+
+
 def test_login_app_locks_after_five_wrong_passwords() -> None:
-    client = load("login_app").create_app("memory://").test_client()
+    client = login_client()
     assert client.get("/login").status_code == 200
     wrong = {"email": "Alice@Example.com ", "password": "guess"}
     assert [client.post("/login", data=wrong).status_code for _ in range(5)] == [
         401
     ] * 5
-    locked = client.post(
-        "/login",
-        data={"email": "alice@example.com", "password": "correct horse battery staple"},
-    )
+    locked = client.post("/login", data=ALICE)
     assert locked.status_code == 429
     assert locked.headers["Retry-After"] == "60"
 
 
-def test_login_app_signs_in() -> None:
-    client = load("login_app").create_app("memory://").test_client()
-    right = {"email": "alice@example.com", "password": "correct horse battery staple"}
-    response = client.post("/login", data=right)
+def test_login_app_signs_in_by_form_and_json() -> None:
+    client = login_client()
+    response = client.post("/login", data=ALICE)
     assert response.status_code == 200
     assert b"Welcome, alice@example.com." in response.data
+    assert client.post("/api/login", json=ALICE).json == {"ok": True}
+
+
+def test_login_app_json_lockout() -> None:
+    client = login_client(LOCKOUT_MAX_FAILURES=2)
+    bad = {"email": "alice@example.com", "password": "x"}
+    assert [client.post("/api/login", json=bad).status_code for _ in range(2)] == [
+        401,
+        401,
+    ]
+    refused = client.post("/api/login", json=ALICE)
+    assert refused.status_code == 429
+    assert refused.json["retry_after"] == 60
+
+
+@pytest.mark.redis
+def test_login_app_on_redis(redis_server: str, redis_prefix: str) -> None:
+    client = login_client(
+        LOCKOUT_STORAGE_URI=redis_server, LOCKOUT_KEY_PREFIX=redis_prefix
+    )
+    bad = {"email": "alice@example.com", "password": "x"}
+    assert [client.post("/login", data=bad).status_code for _ in range(6)] == [
+        401
+    ] * 5 + [429]
