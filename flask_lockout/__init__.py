@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .client_ip import get_client_ip
 from .errors import (
     ConfigurationError,
     StorageError,
@@ -59,6 +60,7 @@ __all__ = [
     "ThrottleStatus",
     "TooManyAttempts",
     "failure_recorded",
+    "get_client_ip",
     "locked_out",
     "lockout_reset",
     "parse_limit",

@@ -13,9 +13,10 @@ from flask import Flask, current_app, g, has_request_context, request
 from werkzeug.wrappers import Response
 
 from . import signals
+from .client_ip import current_client_ip, resolve_client_ip
 from .config import DEFAULTS, Settings
 from .errors import StorageError, StorageOutage
-from .keys import KeySpec, client_ip_key
+from .keys import KeySpec
 from .limits import Limit
 from .lockout import LoginLockout
 from .storage import Storage, as_storage, storage_from_uri
@@ -117,7 +118,7 @@ def request_data(key: str | None) -> dict[str, Any]:
         "endpoint": request.endpoint if in_request else None,
         "key_type": key_type,
         "key": key,
-        "client_ip": client_ip_key() if in_request else None,
+        "client_ip": current_client_ip() if in_request else None,
     }
 
 
@@ -174,6 +175,7 @@ class Lockout:
                 max_keys=settings.memory_max_keys,
             )
         app.extensions["lockout"] = AppState(self, settings, storage)
+        app.before_request(resolve_client_ip)
         app.after_request(_add_rate_limit_headers)
         from .cli import cli
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask import g, request
+from flask import current_app, request
 from werkzeug.exceptions import BadRequest
 
 KeySpec = str | Callable[[], str]
@@ -121,12 +121,12 @@ def normalise(value: str) -> str:
 
 
 def client_ip_key() -> str:
-    """The client address as counted by the ``ip`` spec."""
-    cached = getattr(g, "_lockout_client_ip", None)
-    if cached is None:
-        cached = request.remote_addr or "unknown"
-        g._lockout_client_ip = cached
-    return str(cached)
+    """The client address as the ``ip`` spec counts it: IPv6 by network."""
+    from .client_ip import current_client_ip, ip_key
+
+    state = current_app.extensions.get("lockout")
+    prefix = state.settings.ipv6_prefix if state is not None else 64
+    return ip_key(current_client_ip(), prefix)
 
 
 def logical_key(scope: str, spec: ParsedSpec, value: str) -> str:
