@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .client_ip import get_client_ip
+from .cookies import clear_cookie, set_cookie
 from .errors import (
     ConfigurationError,
     StorageError,
@@ -11,6 +12,7 @@ from .errors import (
     TooManyAttempts,
 )
 from .extension import Lockout
+from .headers import DEFAULT_STATIC_SECURITY_HEADERS
 from .keys import MissingKeyValue
 from .limits import Limit, parse_limit, parse_limits
 from .lockout import Attempt, LockoutConfig, LoginLockout
@@ -34,10 +36,18 @@ from .storage import (
     storage_from_uri,
 )
 from .throttle import AttemptThrottle, ThrottleStatus
+from .tokens import (
+    consume_opaque_token,
+    generate_opaque_token,
+    hash_opaque_token,
+    issue_opaque_token,
+    verify_opaque_token,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "DEFAULT_STATIC_SECURITY_HEADERS",
     "Attempt",
     "AttemptThrottle",
     "ConfigurationError",
@@ -59,14 +69,21 @@ __all__ = [
     "ThrottleBackend",
     "ThrottleStatus",
     "TooManyAttempts",
+    "clear_cookie",
+    "consume_opaque_token",
     "failure_recorded",
+    "generate_opaque_token",
     "get_client_ip",
+    "hash_opaque_token",
+    "issue_opaque_token",
     "locked_out",
     "lockout_reset",
     "parse_limit",
     "parse_limits",
     "rate_limited",
+    "set_cookie",
     "storage_error",
     "storage_from_client",
     "storage_from_uri",
+    "verify_opaque_token",
 ]

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from . import signals
+from .device import device_nonce, issue_device_cookie
 from .errors import StorageError, TooManyAttempts
 from .extension import AppState, _state, send
 from .keys import KeySpec, ParsedSpec, logical_key, parse_specs
@@ -55,11 +56,34 @@ def _wrap(
     return cast(F, wrapper)
 
 
+def _scope(scope: str | None) -> str:
+    return scope or request.endpoint or request.path
+
+
 def _keys(
     scope: str | None, specs: Sequence[ParsedSpec]
 ) -> list[tuple[ParsedSpec, str]]:
-    name = scope or request.endpoint or request.path
+    name = _scope(scope)
     return [(spec, logical_key(name, spec, spec.value())) for spec in specs]
+
+
+def _device_keys(
+    scope: str | None, specs: Sequence[ParsedSpec]
+) -> tuple[list[tuple[ParsedSpec, str]], str | None]:
+    """Keys with the account's swapped for its device's own bucket when the
+    request carries a valid device cookie for that account; and the account."""
+    name = _scope(scope)
+    keys, account = [], None
+    for spec in specs:
+        value = spec.value()
+        key = logical_key(name, spec, value)
+        if account is None and spec.account_like:
+            account = value
+            nonce = device_nonce(value)
+            if nonce is not None:
+                key = f"{name}:device:{nonce}"
+        keys.append((spec, key))
+    return keys, account
 
 
 def throttled(
@@ -123,6 +147,14 @@ def throttled(
 Reserved = list[tuple[ParsedSpec, str, Attempt]]
 
 
+class _Guard:
+    """The attempts one request holds, and the account a success marks."""
+
+    def __init__(self, reserved: Reserved, account: str | None) -> None:
+        self.reserved = reserved
+        self.account = account
+
+
 def lockout_on_failure(
     by: KeySpec | Sequence[KeySpec] = ("ip", "form:email"),
     failure: Callable[[Response], bool] | None = None,
@@ -142,11 +174,14 @@ def lockout_on_failure(
     """
     specs = parse_specs(by)
 
-    def before() -> Reserved | None:
+    def before() -> _Guard | None:
         state = _state()
         if not state.settings.enabled:
             return None
-        keys = _keys(scope, specs)
+        if state.settings.device_cookies:
+            keys, account = _device_keys(scope, specs)
+        else:
+            keys, account = _keys(scope, specs), None
         for _spec, key in keys:
             cached = state.locked.retry_after(key)
             if cached:
@@ -163,22 +198,22 @@ def lockout_on_failure(
             _release(reserved)
             state.storage_failed(exc, keys[0][1])
             return None  # failing open: the view runs unguarded
-        return reserved
+        return _Guard(reserved, account)
 
-    def after(
-        reserved: Reserved | None, result: Any, error: BaseException | None
-    ) -> Any:
-        if not reserved:
+    def after(guard: _Guard | None, result: Any, error: BaseException | None) -> Any:
+        if guard is None or not guard.reserved:
             return result
         if error is not None and not isinstance(error, HTTPException):
-            _release(reserved)
+            _release(guard.reserved)
             return result
         response = (
             error.get_response()
             if isinstance(error, HTTPException)
             else current_app.make_response(result)
         )
-        _settle(_state(), reserved, response, failure, success)
+        succeeded = _settle(_state(), guard.reserved, response, failure, success)
+        if succeeded and guard.account is not None and error is None:
+            issue_device_cookie(response, guard.account)
         return response if error is None else result
 
     def decorator(view: F) -> F:
@@ -209,7 +244,8 @@ def _settle(
     response: Response,
     failure: Callable[[Response], bool] | None,
     success: Callable[[Response], bool] | None,
-) -> None:
+) -> bool:
+    """Count the outcome on every key; True when it was a success."""
     status = response.status_code
     failed = failure(response) if failure is not None else status in (401, 403)
     succeeded = not failed and (
@@ -235,3 +271,4 @@ def _settle(
                 state.storage_failed(exc, key)
             except HTTPException:
                 pass
+    return succeeded

@@ -9,18 +9,21 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Blueprint, Flask, current_app, g, has_request_context, request
 from werkzeug.wrappers import Response
 
 from . import signals
 from .client_ip import current_client_ip, resolve_client_ip
 from .config import DEFAULTS, Settings
-from .errors import StorageError, StorageOutage
+from .errors import ConfigurationError, StorageError, StorageOutage
+from .headers import stamp_under
+from .headers import static_blueprint as _static_blueprint
 from .keys import KeySpec
 from .limits import Limit
 from .lockout import LoginLockout
 from .storage import Storage, as_storage, storage_from_uri
 from .throttle import OUTAGE_RETRY_AFTER
+from .tokens import consume_opaque_token, issue_opaque_token
 
 if TYPE_CHECKING:
     from .storage.base import RateLimitResult
@@ -162,6 +165,10 @@ class Lockout:
         if "lockout" in app.extensions:
             raise RuntimeError("A Lockout instance is already registered on this app.")
         settings = Settings.from_config(app.config)
+        if settings.device_cookies and not app.config.get("SECRET_KEY"):
+            raise ConfigurationError(
+                "LOCKOUT_DEVICE_COOKIES needs the app's SECRET_KEY to sign the cookies."
+            )
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         if self._storage is not None:
@@ -175,6 +182,8 @@ class Lockout:
                 max_keys=settings.memory_max_keys,
             )
         app.extensions["lockout"] = AppState(self, settings, storage)
+        if settings.harden_app_static and app.static_url_path:
+            stamp_under(app, app.static_url_path)
         app.before_request(resolve_client_ip)
         app.after_request(_add_rate_limit_headers)
         from .cli import cli
@@ -207,6 +216,41 @@ class Lockout:
         from .decorators import lockout_on_failure
 
         return lockout_on_failure(by, failure, success=success, scope=scope)
+
+    def static_blueprint(
+        self, name: str, static_folder: str, url_prefix: str
+    ) -> Blueprint:
+        """A blueprint serving ``static_folder`` at ``url_prefix`` with
+        ``DEFAULT_STATIC_SECURITY_HEADERS`` (merged with
+        ``LOCKOUT_STATIC_SECURITY_HEADERS``) on every response, 404s included."""
+        return _static_blueprint(name, static_folder, url_prefix)
+
+    # -- single-use tokens, in an app context -------------------------------------
+
+    def issue_token(self, subject: str, ttl_seconds: float) -> str:
+        """Store a single-use token for ``subject`` (a user id, say); returns
+        the plaintext to send. Only its SHA-256 is stored, with the TTL.
+
+        :raises StorageOutage: when storage fails: 503, whatever
+            ``LOCKOUT_FAIL_OPEN`` says, since no token can be checked then.
+        """
+        state = _state()
+        try:
+            return issue_opaque_token(state.storage, subject, ttl_seconds)
+        except StorageError as exc:
+            raise _token_outage(state, exc) from exc
+
+    def consume_token(self, plaintext: object) -> str | None:
+        """Use a token once: its subject, or None when unknown, expired,
+        malformed or used. Of many concurrent uses exactly one wins.
+
+        :raises StorageOutage: when storage fails (503).
+        """
+        state = _state()
+        try:
+            return consume_opaque_token(state.storage, plaintext)
+        except StorageError as exc:
+            raise _token_outage(state, exc) from exc
 
     # -- manual API, on logical keys, in an app context -------------------------
 
@@ -258,6 +302,14 @@ class Lockout:
         state.storage.lockout_reset(key)
         state.storage.rate_limit_reset(key)
         send(signals.lockout_reset, key)
+
+
+def _token_outage(state: AppState, error: StorageError) -> StorageOutage:
+    try:
+        state.storage_failed(error)
+    except StorageOutage as outage:
+        return outage
+    return StorageOutage(OUTAGE_RETRY_AFTER)
 
 
 def _add_rate_limit_headers(response: Response) -> Response:

@@ -194,6 +194,16 @@ class Storage(abc.ABC):
     def rate_limit_reset(self, key: str | None = None) -> None:
         """Clear ``key``'s windows, or every rate-limit window when None."""
 
+    # -- single-use tokens -----------------------------------------------
+
+    @abc.abstractmethod
+    def token_put(self, token_hash: str, subject: str, ttl: float) -> None:
+        """Store ``subject`` under ``token_hash`` for ``ttl`` seconds."""
+
+    @abc.abstractmethod
+    def token_take(self, token_hash: str) -> str | None:
+        """Return and delete the subject, atomically: one taker wins."""
+
     # -- administration --------------------------------------------------
 
     @abc.abstractmethod

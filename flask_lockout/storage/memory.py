@@ -324,6 +324,21 @@ class MemoryStorage(Storage):
             for skey in doomed:
                 self._drop(skey)
 
+    def token_put(self, token_hash: str, subject: str, ttl: float) -> None:
+        with self._lock:
+            now = self.clock()
+            skey = self.storage_key(token_hash, "token")
+            # A pending token must not be evicted before its TTL: protected.
+            self._put(skey, subject, now + ttl, True, now)
+
+    def token_take(self, token_hash: str) -> str | None:
+        with self._lock:
+            now = self.clock()
+            skey = self.storage_key(token_hash, "token")
+            subject = self._get(skey, now)
+            self._drop(skey)
+            return subject if isinstance(subject, str) else None
+
     def lockout_keys(self) -> Iterator[str]:
         with self._lock:
             found = [k for k in self._entries if k.endswith("}:lock")]

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 #: must cost a request a fraction of a second, not hang it.
 DEFAULT_SOCKET_TIMEOUT = 0.5
 
-_SCRIPTS = ("lockout", "throttle", "ratelimit")
-
 
 def _load_script(name: str) -> str:
     return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
@@ -258,6 +256,19 @@ class RedisStorage(Storage):
         else:
             pattern = _glob_escape(self.storage_key(key, "rl:")) + "*"
         self._delete_matching(pattern)
+
+    def token_put(self, token_hash: str, subject: str, ttl: float) -> None:
+        client = self.client
+        with self._translate_errors():
+            client.set(
+                self.storage_key(token_hash, "token"), subject, px=max(1, _ms(ttl))
+            )
+
+    def token_take(self, token_hash: str) -> str | None:
+        found = self._run("token", [self.storage_key(token_hash, "token")], [])
+        if found is None:
+            return None
+        return found.decode() if isinstance(found, bytes) else str(found)
 
     def lockout_keys(self) -> Iterator[str]:
         client = self.client

@@ -1,0 +1,149 @@
+"""Cookies with secure defaults and the browser's rules enforced.
+
+Werkzeug writes whatever it is given; browsers then silently drop cookies
+that break their rules. These helpers refuse such cookies up front.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from flask import current_app, has_app_context
+from werkzeug.sansio.response import Response
+
+#: Browsers cap a cookie's lifetime at 400 days; longer values are clamped.
+MAX_AGE_LIMIT = 400 * 86400
+#: Name and value together, in bytes, that every browser keeps.
+MAX_COOKIE_BYTES = 4096
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_COOKIE_OCTETS = re.compile(r"^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$")
+_SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+
+
+def _default(name: str, fallback: object) -> object:
+    if has_app_context():
+        return current_app.config.get(name, fallback)
+    return fallback
+
+
+def _check(
+    name: str,
+    value: str,
+    secure: bool,
+    samesite: str | None,
+    path: str,
+    domain: str | None,
+    partitioned: bool,
+) -> str | None:
+    if not isinstance(name, str) or not _TOKEN.match(name):
+        raise ValueError(
+            f"Cookie name {name!r} is not a valid token: use letters, digits and"
+            " !#$%&'*+-.^_`|~ only."
+        )
+    if not isinstance(value, str) or not _COOKIE_OCTETS.match(value):
+        raise ValueError(
+            f"The value of cookie {name!r} has characters a cookie cannot carry"
+            " (spaces, quotes, commas, semicolons, backslashes, controls or"
+            " non-ASCII): encode it first, for example with base64.urlsafe_b64encode."
+        )
+    if len(name.encode()) + len(value.encode()) > MAX_COOKIE_BYTES:
+        raise ValueError(
+            f"Cookie {name!r} is over {MAX_COOKIE_BYTES} bytes: browsers drop it."
+        )
+    lowered = name.lower()
+    if lowered.startswith(("__secure-", "__host-")) and not secure:
+        raise ValueError(
+            f"Cookie {name!r}: the __Secure-/__Host- prefix needs secure=True."
+        )
+    if lowered.startswith("__host-") and (domain is not None or path != "/"):
+        raise ValueError(
+            f"Cookie {name!r}: a __Host- cookie needs path='/' and no domain."
+        )
+    if samesite is not None:
+        normalised = _SAMESITE.get(str(samesite).lower())
+        if normalised is None:
+            raise ValueError("samesite must be 'Strict', 'Lax', 'None' or None.")
+        samesite = normalised
+    if samesite == "None" and not secure:
+        raise ValueError(f"Cookie {name!r}: SameSite=None needs secure=True.")
+    if partitioned and not secure:
+        raise ValueError(f"Cookie {name!r}: Partitioned needs secure=True.")
+    return samesite
+
+
+def set_cookie(
+    response: Response,
+    name: str,
+    value: str,
+    *,
+    max_age: int | timedelta | None = None,
+    secure: bool | None = None,
+    http_only: bool | None = None,
+    samesite: str | None = None,
+    path: str = "/",
+    domain: str | None = None,
+    partitioned: bool = False,
+) -> None:
+    """Set a cookie; unset flags come from ``LOCKOUT_COOKIE_SECURE``,
+    ``LOCKOUT_COOKIE_HTTPONLY`` and ``LOCKOUT_COOKIE_SAMESITE`` (Secure,
+    HttpOnly, Lax by default).
+
+    :raises ValueError: for a cookie a browser would reject or drop, saying
+        what to change. A ``max_age`` over 400 days is clamped to 400 days.
+    """
+    secure = bool(_default("LOCKOUT_COOKIE_SECURE", True)) if secure is None else secure
+    if http_only is None:
+        http_only = bool(_default("LOCKOUT_COOKIE_HTTPONLY", True))
+    if samesite is None:
+        configured = _default("LOCKOUT_COOKIE_SAMESITE", "Lax")
+        samesite = configured if isinstance(configured, str) else None
+    samesite = _check(name, value, secure, samesite, path, domain, partitioned)
+    if isinstance(max_age, timedelta):
+        max_age = int(max_age.total_seconds())
+    if max_age is not None:
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0:
+            raise ValueError(
+                f"max_age must be a whole number of seconds >= 0, not {max_age!r}."
+            )
+        max_age = min(max_age, MAX_AGE_LIMIT)
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=path,
+        domain=domain,
+        secure=secure,
+        httponly=http_only,
+        samesite=samesite,
+        partitioned=partitioned,
+    )
+
+
+def clear_cookie(
+    response: Response, name: str, path: str = "/", domain: str | None = None
+) -> None:
+    """Expire a cookie, repeating the path, domain and Secure flag it was set
+    with so that the browser really drops it."""
+    secure = bool(_default("LOCKOUT_COOKIE_SECURE", True)) or name.lower().startswith(
+        ("__secure-", "__host-")
+    )
+    configured = _default("LOCKOUT_COOKIE_SAMESITE", "Lax")
+    samesite = _check(
+        name,
+        "",
+        secure,
+        configured if isinstance(configured, str) else None,
+        path,
+        domain,
+        False,
+    )
+    response.delete_cookie(
+        name,
+        path=path,
+        domain=domain,
+        secure=secure,
+        httponly=bool(_default("LOCKOUT_COOKIE_HTTPONLY", True)),
+        samesite=samesite,
+    )
