@@ -56,30 +56,20 @@ def _wrap(
     return cast(F, wrapper)
 
 
-def _scope(scope: str | None) -> str:
-    return scope or request.endpoint or request.path
-
-
 def _keys(
-    scope: str | None, specs: Sequence[ParsedSpec]
-) -> list[tuple[ParsedSpec, str]]:
-    name = _scope(scope)
-    return [(spec, logical_key(name, spec, spec.value())) for spec in specs]
-
-
-def _device_keys(
-    scope: str | None, specs: Sequence[ParsedSpec]
+    scope: str | None, specs: Sequence[ParsedSpec], devices: bool = False
 ) -> tuple[list[tuple[ParsedSpec, str]], str | None]:
-    """Keys with the account's swapped for its device's own bucket when the
-    request carries a valid device cookie for that account; and the account."""
-    name = _scope(scope)
+    """The request's logical keys, and its account (the first account-like
+    value). With ``devices``, a valid device cookie for that account swaps
+    the account's key for the device's own bucket."""
+    name = scope or request.endpoint or request.path
     keys, account = [], None
     for spec in specs:
         value = spec.value()
         key = logical_key(name, spec, value)
         if account is None and spec.account_like:
             account = value
-            nonce = device_nonce(value)
+            nonce = device_nonce(value) if devices else None
             if nonce is not None:
                 key = f"{name}:device:{nonce}"
         keys.append((spec, key))
@@ -115,7 +105,7 @@ def throttled(
             return
         applied = limits or state.settings.default_limits
         tightest = None
-        for _spec, key in _keys(scope, specs):
+        for _spec, key in _keys(scope, specs)[0]:
             try:
                 result = state.storage.rate_limit_hit(key, applied)
             except StorageError as exc:
@@ -178,10 +168,9 @@ def lockout_on_failure(
         state = _state()
         if not state.settings.enabled:
             return None
-        if state.settings.device_cookies:
-            keys, account = _device_keys(scope, specs)
-        else:
-            keys, account = _keys(scope, specs), None
+        keys, account = _keys(scope, specs, state.settings.device_cookies)
+        if not state.settings.device_cookies:
+            account = None  # no device cookie to issue
         for _spec, key in keys:
             cached = state.locked.retry_after(key)
             if cached:

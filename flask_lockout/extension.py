@@ -21,7 +21,7 @@ from .headers import static_blueprint as _static_blueprint
 from .keys import KeySpec
 from .limits import Limit
 from .lockout import LoginLockout
-from .storage import Storage, as_storage, storage_from_uri
+from .storage import Storage, storage_from_client, storage_from_uri
 from .throttle import OUTAGE_RETRY_AFTER
 from .tokens import consume_opaque_token, issue_opaque_token
 
@@ -171,10 +171,10 @@ class Lockout:
             )
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
-        if self._storage is not None:
-            storage = as_storage(self._storage)
-            if storage is not self._storage and hasattr(storage, "prefix"):
-                storage.prefix = settings.key_prefix
+        if isinstance(self._storage, Storage):
+            storage = self._storage
+        elif self._storage is not None:
+            storage = storage_from_client(self._storage, prefix=settings.key_prefix)
         else:
             storage = storage_from_uri(
                 settings.storage_uri,
