@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -17,7 +18,7 @@ from .errors import StorageError, TooManyAttempts
 from .extension import AppState, _state, send
 from .keys import KeySpec, ParsedSpec, logical_key, parse_specs
 from .limits import Limit
-from .lockout import Attempt
+from .lockout import DEFAULT_RESERVATION_SECONDS
 from .ratelimit import as_limits
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -134,14 +135,15 @@ def throttled(
     return decorator
 
 
-Reserved = list[tuple[ParsedSpec, str, Attempt]]
-
-
 class _Guard:
-    """The attempts one request holds, and the account a success marks."""
+    """What one request holds: its keys, their reservation token, and the
+    account a success marks with a device cookie."""
 
-    def __init__(self, reserved: Reserved, account: str | None) -> None:
-        self.reserved = reserved
+    def __init__(
+        self, keys: list[tuple[ParsedSpec, str]], token: str, account: str | None
+    ) -> None:
+        self.keys = keys
+        self.token = token
         self.account = account
 
 
@@ -161,6 +163,8 @@ def lockout_on_failure(
     on every key; a 2xx (or ``success(response)`` true) clears the
     account-like keys but not ``ip`` keys, whose failures only expire. Any
     other outcome, including an exception, just releases the attempts.
+    Reserving, and settling, all the keys of a request is one storage round
+    trip each.
     """
     specs = parse_specs(by)
 
@@ -168,39 +172,46 @@ def lockout_on_failure(
         state = _state()
         if not state.settings.enabled:
             return None
-        keys, account = _keys(scope, specs, state.settings.device_cookies)
-        if not state.settings.device_cookies:
-            account = None  # no device cookie to issue
+        devices = state.settings.device_cookies
+        keys, account = _keys(scope, specs, devices)
         for _spec, key in keys:
             cached = state.locked.retry_after(key)
             if cached:
                 send(signals.locked_out, key, retry_after=cached)
                 raise TooManyAttempts(cached)
-        reserved: Reserved = []
+        token = secrets.token_hex(8)
+        names = [key for _spec, key in keys]
         try:
-            for spec, key in keys:
-                attempt = state.engine.attempt(key)
-                if not attempt.granted:
-                    _refuse(state, reserved, key, attempt)
-                reserved.append((spec, key, attempt))
+            answers = state.storage.lockout_reserve_all(
+                names, state.settings.policy, token, DEFAULT_RESERVATION_SECONDS
+            )
         except StorageError as exc:
-            _release(reserved)
-            state.storage_failed(exc, keys[0][1])
+            state.storage_failed(exc, names[0])
             return None  # failing open: the view runs unguarded
-        return _Guard(reserved, account)
+        refused = [(k, a) for k, a in zip(names, answers, strict=True) if not a.granted]
+        if refused:
+            granted = [k for k, a in zip(names, answers, strict=True) if a.granted]
+            _release(state, granted, token)
+            for key, answer in refused:
+                if answer.locked:
+                    state.locked.remember(key, answer.retry_after)
+                    send(signals.locked_out, key, retry_after=answer.retry_after)
+            raise TooManyAttempts(max(answer.retry_after for _, answer in refused))
+        return _Guard(keys, token, account if devices else None)
 
     def after(guard: _Guard | None, result: Any, error: BaseException | None) -> Any:
-        if guard is None or not guard.reserved:
+        if guard is None:
             return result
+        state = _state()
         if error is not None and not isinstance(error, HTTPException):
-            _release(guard.reserved)
+            _release(state, [key for _spec, key in guard.keys], guard.token)
             return result
         response = (
             error.get_response()
             if isinstance(error, HTTPException)
             else current_app.make_response(result)
         )
-        succeeded = _settle(_state(), guard.reserved, response, failure, success)
+        succeeded = _settle(state, guard, response, failure, success)
         if succeeded and guard.account is not None and error is None:
             issue_device_cookie(response, guard.account)
         return response if error is None else result
@@ -211,25 +222,20 @@ def lockout_on_failure(
     return decorator
 
 
-def _refuse(state: AppState, reserved: Reserved, key: str, attempt: Attempt) -> None:
-    _release(reserved)
-    if attempt.locked:
-        state.locked.remember(key, attempt.retry_after)
-        send(signals.locked_out, key, retry_after=attempt.retry_after)
-    raise TooManyAttempts(attempt.retry_after)
-
-
-def _release(reserved: Reserved) -> None:
-    for _spec, _key, attempt in reserved:
-        try:
-            attempt.release()
-        except StorageError:
-            pass  # the reservation expires by itself
+def _release(state: AppState, keys: list[str], token: str) -> None:
+    if not keys:
+        return
+    try:
+        state.storage.lockout_settle_all(
+            [(key, "release") for key in keys], state.settings.policy, token
+        )
+    except StorageError:
+        pass  # the reservations expire by themselves
 
 
 def _settle(
     state: AppState,
-    reserved: Reserved,
+    guard: _Guard,
     response: Response,
     failure: Callable[[Response], bool] | None,
     success: Callable[[Response], bool] | None,
@@ -240,24 +246,35 @@ def _settle(
     succeeded = not failed and (
         success(response) if success is not None else 200 <= status < 300
     )
-    for spec, key, attempt in reserved:
+    outcomes = [
+        (
+            key,
+            "failure"
+            if failed
+            else "success"
+            if succeeded and spec.account_like
+            else "release",
+        )
+        for spec, key in guard.keys
+    ]
+    try:
+        states = state.storage.lockout_settle_all(
+            outcomes, state.settings.policy, guard.token
+        )
+    except StorageError as exc:
+        # The view has answered; an outage now must not change that.
         try:
-            if failed:
-                locked, retry_after = attempt.failed()
-                send(signals.failure_recorded, key, retry_after=retry_after)
-                if locked:
-                    state.locked.remember(key, retry_after)
-                    send(signals.locked_out, key, retry_after=retry_after)
-            elif succeeded and spec.account_like:
-                attempt.succeeded()
-                state.locked.forget(key)
-                send(signals.lockout_reset, key)
-            else:
-                attempt.release()
-        except StorageError as exc:
-            # The view has answered; an outage now must not change that.
-            try:
-                state.storage_failed(exc, key)
-            except HTTPException:
-                pass
+            state.storage_failed(exc, outcomes[0][0])
+        except HTTPException:
+            pass
+        return succeeded
+    for (key, outcome), found in zip(outcomes, states, strict=True):
+        if outcome == "failure":
+            send(signals.failure_recorded, key, retry_after=found.retry_after)
+            if found.locked:
+                state.locked.remember(key, found.retry_after)
+                send(signals.locked_out, key, retry_after=found.retry_after)
+        elif outcome == "success":
+            state.locked.forget(key)
+            send(signals.lockout_reset, key)
     return succeeded

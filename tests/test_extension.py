@@ -358,9 +358,9 @@ def test_hammering_a_locked_key_is_answered_in_process() -> None:
     class Counting(MemoryStorage):
         reserves = 0
 
-        def lockout_reserve(self, *args: Any, **kwargs: Any) -> Any:
+        def lockout_reserve_all(self, *args: Any, **kwargs: Any) -> Any:
             Counting.reserves += 1
-            return super().lockout_reserve(*args, **kwargs)
+            return super().lockout_reserve_all(*args, **kwargs)
 
     client = make_app(storage=Counting()).test_client()
     for _ in range(3):

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.connection
 from flask import Flask
 
 from flask_lockout import (
@@ -86,6 +87,50 @@ def test_each_decision_is_one_round_trip(redis_server: str, redis_prefix: str) -
     cleanup = redis.Redis.from_url(redis_server)
     for key in cleanup.scan_iter(match=f"{redis_prefix}:*"):
         cleanup.delete(key)
+
+
+def socket_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count packets sent to Redis: a pipeline or a script call is one."""
+    sent = [0]
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent[0] += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    return sent
+
+
+def test_several_keys_reserve_and_settle_in_one_round_trip_each(
+    redis_client: redis.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = RedisStorage(redis_client, prefix=redis_prefix)
+    keys = ["login:ip:203.0.113.7", "login:email:alice@example.com"]
+    storage.lockout_reserve_all(keys, POLICY, "warm", 30)  # scripts loaded
+    storage.lockout_settle_all([(k, "release") for k in keys], POLICY, "warm")
+    sent = socket_round_trips(monkeypatch)
+    granted = storage.lockout_reserve_all(keys, POLICY, "t1", 30)
+    assert [g.granted for g in granted] == [True, True]
+    assert sent[0] == 1
+    states = storage.lockout_settle_all([(k, "failure") for k in keys], POLICY, "t1")
+    assert sent[0] == 2
+    assert [s.failures for s in states] == [1, 1]
+
+
+def test_batches_survive_a_script_cache_flush(need_redis_server_binary: None) -> None:
+    with private_redis() as server:
+        storage = storage_from_uri(server.url)
+        keys = ["a", "b", "c"]
+        storage.lockout_reserve_all(keys, POLICY, "t0", 30)
+        server.client().script_flush()
+        granted = storage.lockout_reserve_all(keys, POLICY, "t1", 30)
+        assert all(g.granted for g in granted)
+        server.client().script_flush()
+        states = storage.lockout_settle_all(
+            [(k, "failure") for k in keys], POLICY, "t1"
+        )
+        assert [s.failures for s in states] == [1, 1, 1]
 
 
 def test_script_cache_flush_is_survived(need_redis_server_binary: None) -> None:
@@ -216,6 +261,14 @@ def test_redis_cluster(need_redis_server_binary: None) -> None:
             storage.client.keyslot(storage.storage_key(key, "lock")) for key in keys
         }
         assert len(slots) > 3  # the keys really are spread over the cluster
+        batch = [f"batch:{i}" for i in range(12)]  # spread over the nodes
+        assert all(
+            r.granted for r in storage.lockout_reserve_all(batch, POLICY, "t", 30)
+        )
+        states = storage.lockout_settle_all(
+            [(k, "failure") for k in batch], POLICY, "t"
+        )
+        assert [s.failures for s in states] == [1] * 12
         limits = SlidingWindowStore(storage)
         limits.reset()  # scans every node
         assert limits.hit(keys[0], "1/min").allowed

@@ -166,6 +166,33 @@ class Storage(abc.ABC):
     def lockout_release(self, key: str, token: str) -> None:
         """Drop a reservation without counting anything."""
 
+    def lockout_reserve_all(
+        self, keys: Sequence[str], policy: LockoutConfig, token: str, ttl: float
+    ) -> list[Reservation]:
+        """Reserve one attempt on each key (each atomic on its own).
+
+        Stores that can send several decisions in one round trip override this.
+        """
+        return [self.lockout_reserve(key, policy, token, ttl) for key in keys]
+
+    def lockout_settle_all(
+        self, outcomes: Sequence[tuple[str, str]], policy: LockoutConfig, token: str
+    ) -> list[LockState]:
+        """Settle reservation ``token`` on each ``(key, outcome)``; outcome is
+        ``"failure"``, ``"success"`` or ``"release"``. Returns each key's state
+        (meaningful for failures)."""
+        states = []
+        for key, outcome in outcomes:
+            if outcome == "failure":
+                states.append(self.lockout_failure(key, policy, token))
+                continue
+            if outcome == "success":
+                self.lockout_success(key, token)
+            else:
+                self.lockout_release(key, token)
+            states.append(LockState(False, 0))
+        return states
+
     @abc.abstractmethod
     def lockout_reset(self, key: str) -> None:
         """Forget ``key`` entirely: failures, locks and reservations."""

@@ -141,15 +141,44 @@ class RedisStorage(Storage):
         except self._other_errors as exc:
             raise StorageError(f"Redis failed: {exc}") from exc
 
+    def _script(self, name: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.client.register_script(
+                _load_script(name)
+            )
+        return script
+
     def _run(self, name: str, keys: Sequence[str], args: Sequence[object]) -> Any:
         client = self.client
         with self._translate_errors():
-            script = self._scripts.get(name)
-            if script is None:
-                script = self._scripts[name] = client.register_script(
-                    _load_script(name)
-                )
-            return script(keys=list(keys), args=list(args))
+            return self._script(name)(keys=list(keys), args=list(args), client=client)
+
+    def _run_many(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[object]]]
+    ) -> list[Any]:
+        """Several script calls in one round trip (a pipeline, not a
+        transaction: each call is atomic on its own keys, which may live in
+        different Cluster slots)."""
+        client = self.client
+        # Cluster clients refuse scripts in pipelines: one call per key there.
+        if len(calls) == 1 or hasattr(client, "nodes_manager"):
+            return [self._run(name, keys, args) for keys, args in calls]
+        with self._translate_errors():
+            script = self._script(name)
+            for _ in range(2):
+                pipe = client.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                results = pipe.execute(raise_on_error=False)
+                if not any(_is_noscript(result) for result in results):
+                    break
+                # The server lost its scripts; none ran, so send them again.
+                client.script_load(script.script)
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            return list(results)
 
     # -- login lockout ------------------------------------------------------
 
@@ -161,7 +190,13 @@ class RedisStorage(Storage):
         token: str = "",
         ttl_ms: int = 0,
     ) -> list[int]:
-        keys = (self.storage_key(key, "lock"), self.storage_key(key, "res"))
+        args = self._lockout_args(op, policy, token, ttl_ms)
+        reply = self._run("lockout", self._lockout_keys(key), args)
+        return [int(value) for value in reply]
+
+    def _lockout_args(
+        self, op: str, policy: LockoutConfig | None, token: str, ttl_ms: int
+    ) -> list[object]:
         args: list[object] = [op]
         if policy is None:
             args += [1, 1, 1, 1, 1, 1, ""]
@@ -176,8 +211,29 @@ class RedisStorage(Storage):
                 _ms(policy.max_lock_seconds),
                 ",".join(str(_ms(s)) for s in schedule) if schedule else "",
             ]
-        reply = self._run("lockout", keys, [*args, token, ttl_ms])
-        return [int(value) for value in reply]
+        return [*args, token, ttl_ms]
+
+    def _lockout_keys(self, key: str) -> tuple[str, str]:
+        return self.storage_key(key, "lock"), self.storage_key(key, "res")
+
+    def lockout_reserve_all(
+        self, keys: Sequence[str], policy: LockoutConfig, token: str, ttl: float
+    ) -> list[Reservation]:
+        args = self._lockout_args("reserve", policy, token, max(1, _ms(ttl)))
+        replies = self._run_many(
+            "lockout", [(self._lockout_keys(k), args) for k in keys]
+        )
+        return [Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in replies]
+
+    def lockout_settle_all(
+        self, outcomes: Sequence[tuple[str, str]], policy: LockoutConfig, token: str
+    ) -> list[LockState]:
+        calls = [
+            (self._lockout_keys(key), self._lockout_args(outcome, policy, token, 0))
+            for key, outcome in outcomes
+        ]
+        replies = self._run_many("lockout", calls)
+        return [LockState(bool(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in replies]
 
     def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
         locked, retry_after, failures, number = self._lockout("status", key, policy)
@@ -304,6 +360,11 @@ class RedisStorage(Storage):
         client = self.client
         with self._translate_errors():
             client.ping()
+
+
+def _is_noscript(result: object) -> bool:
+    # redis-py and valkey both name the error class NoScriptError.
+    return type(result).__name__ == "NoScriptError"
 
 
 def _ms(seconds: float) -> int:
