@@ -58,13 +58,13 @@ def run_threads(storage: Storage, threads: int) -> int:
 def test_threads_on_memory() -> None:
     from flask_lockout import MemoryStorage
 
-    assert run_threads(MemoryStorage(), 16) == POLICY.max_failures
+    assert run_threads(MemoryStorage(), 50) == POLICY.max_failures
 
 
 @pytest.mark.redis
 def test_threads_on_redis(redis_client: Any, redis_prefix: str) -> None:
     storage = RedisStorage(redis_client, prefix=redis_prefix)
-    assert run_threads(storage, 16) == POLICY.max_failures
+    assert run_threads(storage, 50) == POLICY.max_failures
 
 
 def _process(prefix: str, threads: int, start: Any, results: Any) -> None:
@@ -97,7 +97,7 @@ def run_threads_in_process(storage: Storage, threads: int, start: Any) -> int:
 @pytest.mark.redis
 def test_processes_on_redis(redis_client: Any, redis_prefix: str) -> None:
     context = multiprocessing.get_context("spawn")
-    processes, threads = 4, 4
+    processes, threads = 4, 13
     start = context.Barrier(processes * threads)
     results = context.Queue()
     workers = [

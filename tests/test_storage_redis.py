@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from flask import Flask
 
 from flask_lockout import (
     AttemptThrottle,
+    Lockout,
     LockoutConfig,
     LoginLockout,
     RedisStorage,
@@ -227,24 +231,34 @@ def test_valkey_client(redis_server: str, redis_prefix: str) -> None:
         cleanup.delete(key)
 
 
-def test_clients_agree_through_server_time(
-    redis_client: redis.Redis, redis_prefix: str
+def test_app_hosts_with_skewed_clocks_decide_alike(
+    redis_server: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Two "hosts" with their own clients see one state and one clock.
-    first = LoginLockout(
-        POLICY, storage=RedisStorage(redis_client, prefix=redis_prefix)
+    honest = LoginLockout(
+        POLICY,
+        storage=RedisStorage(redis.Redis.from_url(redis_server), prefix=redis_prefix),
     )
-    other_client = redis.Redis(
-        connection_pool=redis.ConnectionPool.from_url("redis://127.0.0.1:6379/0")
+    skewed = LoginLockout(
+        POLICY,
+        storage=RedisStorage(redis.Redis.from_url(redis_server), prefix=redis_prefix),
     )
-    second = LoginLockout(
-        POLICY, storage=RedisStorage(other_client, prefix=redis_prefix)
-    )
-    first.record_failure("k")
-    second.record_failure("k")
-    assert first.record_failure("k") == (True, 60)
-    assert second.is_locked("k") == (True, 60)
-    other_client.close()
+    real_time, real_monotonic = time.time, time.monotonic
+
+    @contextmanager
+    def five_minutes_ahead() -> Iterator[None]:
+        with monkeypatch.context() as patch:
+            patch.setattr(time, "time", lambda: real_time() + 300)
+            patch.setattr(time, "monotonic", lambda: real_monotonic() + 300)
+            yield
+
+    honest.record_failure("k")
+    with five_minutes_ahead():
+        assert skewed.record_failure("k") == (False, 0)
+    assert honest.record_failure("k") == (True, 60)
+    with five_minutes_ahead():
+        assert skewed.is_locked("k") == (True, 60)
+        assert SlidingWindowStore(skewed.backend.storage).hit("r", "1/min").allowed  # type: ignore[attr-defined]
+    assert not SlidingWindowStore(honest.backend.storage).hit("r", "1/min").allowed  # type: ignore[attr-defined]
 
 
 @pytest.mark.cluster
@@ -272,3 +286,27 @@ def test_redis_cluster(need_redis_server_binary: None) -> None:
         limits = SlidingWindowStore(storage)
         limits.reset()  # scans every node
         assert limits.hit(keys[0], "1/min").allowed
+        assert_login_flow_on(uri)
+
+
+def assert_login_flow_on(uri: str) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        LOCKOUT_STORAGE_URI=uri, LOCKOUT_MAX_FAILURES=3, LOCKOUT_FAIL_OPEN=False
+    )
+    lockout = Lockout(app)
+
+    @app.post("/login")
+    @lockout.throttled("100/minute;1000/day", by=("ip", "form:email"))
+    @lockout.lockout_on_failure(by=("ip", "form:email"))
+    def login() -> tuple[str, int]:
+        return "no", 401
+
+    client = app.test_client()
+    statuses = [
+        client.post("/login", data={"email": f"flow{i % 2}@example.com"}).status_code
+        for i in range(6)
+    ]
+    # The ip key locks at its third failure; fail closed would have said 503.
+    assert statuses == [401, 401, 401, 429, 429, 429]
+    assert "RateLimit-Remaining" in client.post("/login", data={"email": "x@y"}).headers
