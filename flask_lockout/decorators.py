@@ -105,26 +105,23 @@ def throttled(
         if not state.settings.enabled or (exempt_when is not None and exempt_when()):
             return
         applied = limits or state.settings.default_limits
-        tightest = None
-        for _spec, key in _keys(scope, specs)[0]:
-            try:
-                result = state.storage.rate_limit_hit(key, applied)
-            except StorageError as exc:
-                state.storage_failed(exc, key)
-                continue
-            if not result.allowed:
-                g._lockout_rate_limit = result
-                send(
-                    signals.rate_limited,
-                    key,
-                    limit=result.limit,
-                    retry_after=result.retry_after,
-                )
-                raise TooManyAttempts(result.retry_after)
-            if tightest is None or result.remaining < tightest.remaining:
-                tightest = result
-        if tightest is not None:
-            g._lockout_rate_limit = tightest
+        keys = [key for _spec, key in _keys(scope, specs)[0]]
+        try:
+            # Every key must pass; when one refuses, none is counted.
+            result = state.storage.rate_limit_hit_many(keys, applied)
+        except StorageError as exc:
+            state.storage_failed(exc, keys[0])
+            return
+        g._lockout_rate_limit = result
+        if not result.allowed:
+            refusing = keys[result.window // len(applied)]
+            send(
+                signals.rate_limited,
+                refusing,
+                limit=result.limit,
+                retry_after=result.retry_after,
+            )
+            raise TooManyAttempts(result.retry_after)
 
     def after(_token: None, result: Any, _error: BaseException | None) -> Any:
         return result

@@ -54,17 +54,21 @@ def combine(
     limits: Sequence[Limit], decisions: Sequence[WindowDecision]
 ) -> RateLimitResult:
     """One result for several limits: refused if any refuses."""
-    refused = [
-        (d.retry_after, limit, d)
-        for limit, d in zip(limits, decisions, strict=True)
-        if not d.allowed
-    ]
+    refused = [i for i, d in enumerate(decisions) if not d.allowed]
     if refused:
-        retry_after, limit, decision = max(refused, key=lambda item: item[0])
-        return RateLimitResult(False, 0, retry_after, limit.count, decision.reset_after)
+        index = max(refused, key=lambda i: decisions[i].retry_after)
+        decision = decisions[index]
+        return RateLimitResult(
+            False,
+            0,
+            decision.retry_after,
+            limits[index].count,
+            decision.reset_after,
+            index,
+        )
     remaining, index = min((d.remaining, i) for i, d in enumerate(decisions))
     return RateLimitResult(
-        True, remaining, 0.0, limits[index].count, decisions[index].reset_after
+        True, remaining, 0.0, limits[index].count, decisions[index].reset_after, index
     )
 
 

@@ -471,6 +471,32 @@ def test_rate_limited_signal() -> None:
     assert data["limit"] == 2
 
 
+def test_rate_limited_signal_names_the_refusing_key() -> None:
+    client = make_app().test_client()
+    for i in range(2):
+        client.post(
+            "/reset-password",
+            data={"email": "a@x"},
+            environ_base={"REMOTE_ADDR": f"198.51.100.{i}"},
+        )
+    with captured(rate_limited) as seen:
+        refused = client.post(
+            "/reset-password",
+            data={"email": "a@x"},
+            environ_base={"REMOTE_ADDR": "198.51.100.9"},
+        )
+    assert refused.status_code == 429
+    assert [data["key"] for _, data in seen] == ["reset_password:email:a@x"]
+    # The fresh address was not charged for the refused request.
+    for _ in range(2):
+        ok = client.post(
+            "/reset-password",
+            data={"email": "b@x"},
+            environ_base={"REMOTE_ADDR": "198.51.100.9"},
+        )
+        assert ok.status_code == 200
+
+
 @pytest.mark.parametrize("bad", ["lots", "5/fortnight", ""])
 def test_bad_limit_fails_at_decoration_time(bad: str) -> None:
     with pytest.raises(ValueError):

@@ -45,7 +45,8 @@ class RateLimitResult(NamedTuple):
     """The answer to one rate-limited hit.
 
     ``retry_after`` is in seconds (0 when allowed); ``reset_after`` is how long
-    until the most constrained limit has its full budget back.
+    until the most constrained limit has its full budget back; ``window`` is
+    the position of the deciding window among keys × limits (key-major).
     """
 
     allowed: bool
@@ -53,6 +54,7 @@ class RateLimitResult(NamedTuple):
     retry_after: float
     limit: int = 0
     reset_after: float = 0.0
+    window: int = 0
 
 
 class ThrottleCount(NamedTuple):
@@ -213,9 +215,16 @@ class Storage(abc.ABC):
 
     # -- sliding-window rate limit ---------------------------------------
 
-    @abc.abstractmethod
     def rate_limit_hit(self, key: str, limits: Sequence[Limit]) -> RateLimitResult:
         """Count one hit against all ``limits`` if every one allows it."""
+        return self.rate_limit_hit_many([key], limits)
+
+    @abc.abstractmethod
+    def rate_limit_hit_many(
+        self, keys: Sequence[str], limits: Sequence[Limit]
+    ) -> RateLimitResult:
+        """Count one hit on every key against all ``limits`` if every key and
+        limit allows it; the result is the refusal, or the tightest key."""
 
     @abc.abstractmethod
     def rate_limit_reset(self, key: str | None = None) -> None:

@@ -283,11 +283,14 @@ class MemoryStorage(Storage):
 
     # -- sliding-window rate limit ------------------------------------------
 
-    def rate_limit_hit(self, key: str, limits: Sequence[Limit]) -> RateLimitResult:
+    def rate_limit_hit_many(
+        self, keys: Sequence[str], limits: Sequence[Limit]
+    ) -> RateLimitResult:
+        every = [limit for _key in keys for limit in limits]
         with self._lock:
             now = self.clock()
             windows = []
-            for limit in limits:
+            for key, limit in ((k, lim) for k in keys for lim in limits):
                 skey = self.storage_key(key, f"rl:{limit.count}/{limit.period_seconds}")
                 period = limit.period_seconds
                 index = math.floor(now / period)
@@ -302,10 +305,10 @@ class MemoryStorage(Storage):
                 elapsed = now - index * period
                 decision = sliding_window_decision(limit, current, previous, elapsed)
                 windows.append((skey, index, current, previous, decision))
-            result = combine(limits, [w[4] for w in windows])
+            result = combine(every, [w[4] for w in windows])
             if result.allowed:
                 for (skey, index, current, previous, _), limit in zip(
-                    windows, limits, strict=True
+                    windows, every, strict=True
                 ):
                     expires_at = (index + 2) * limit.period_seconds
                     self._put(

@@ -287,16 +287,29 @@ class RedisStorage(Storage):
 
     # -- sliding-window rate limit ------------------------------------------
 
-    def rate_limit_hit(self, key: str, limits: Sequence[Limit]) -> RateLimitResult:
-        keys = [
-            self.storage_key(key, f"rl:{lim.count}/{lim.period_seconds}")
-            for lim in limits
-        ]
-        args: list[object] = []
-        for limit in limits:
-            args += [limit.count, limit.period_seconds * 1000]
-        allowed, remaining, retry_ms, count, reset_ms = self._run(
-            "ratelimit", keys, args
+    def rate_limit_hit_many(
+        self, keys: Sequence[str], limits: Sequence[Limit]
+    ) -> RateLimitResult:
+        if hasattr(self.client, "nodes_manager") and len(keys) > 1:
+            # Cluster: keys of different hash tags cannot share a script.
+            results = []
+            for position, key in enumerate(keys):
+                result = self.rate_limit_hit_many([key], limits)
+                result = result._replace(window=position * len(limits) + result.window)
+                if not result.allowed:
+                    return result
+                results.append(result)
+            return min(results, key=lambda r: r.remaining)
+        # One script over every window of every key: all pass or none counts.
+        names, args = [], []
+        for key in keys:
+            for limit in limits:
+                names.append(
+                    self.storage_key(key, f"rl:{limit.count}/{limit.period_seconds}")
+                )
+                args += [limit.count, limit.period_seconds * 1000]
+        allowed, remaining, retry_ms, count, reset_ms, window = self._run(
+            "ratelimit", names, args
         )
         return RateLimitResult(
             bool(allowed),
@@ -304,6 +317,7 @@ class RedisStorage(Storage):
             int(retry_ms) / 1000,
             int(count),
             int(reset_ms) / 1000,
+            int(window),
         )
 
     def rate_limit_reset(self, key: str | None = None) -> None:

@@ -1,15 +1,17 @@
 -- Sliding-window counters for one key and several limits, on server time.
 -- Counts the hit against every limit only if every limit allows it.
--- KEYS[i] hash (w window index, c current count, p previous count)
--- ARGV: count_1, period_ms_1, count_2, period_ms_2, ...
+-- KEYS[i] hash (w window index, c current count, p previous count), one per
+-- window of every key; ARGV: count_1, period_ms_1, count_2, period_ms_2, ...
+-- Returns allowed, remaining, retry ms, limit, reset ms and the 0-based
+-- position of the deciding window.
 -- Mirrors flask_lockout.ratelimit.sliding_window_decision, in milliseconds.
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local allowed = true
-local best_remaining, best_limit, best_reset = nil, 0, 0
-local worst_wait, worst_limit, worst_reset = -1, 0, 0
+local best_remaining, best_limit, best_reset, best_i = nil, 0, 0, 1
+local worst_wait, worst_limit, worst_reset, worst_i = -1, 0, 0, 1
 local plans = {}
 
 for i = 1, #KEYS do
@@ -28,7 +30,7 @@ for i = 1, #KEYS do
   if weighted + 1 <= count then
     local remaining = math.max(0, math.floor(count - 1 - weighted + 1e-9))
     if best_remaining == nil or remaining < best_remaining then
-      best_remaining, best_limit = remaining, count
+      best_remaining, best_limit, best_i = remaining, count, i
       best_reset = period - elapsed + period
     end
   else
@@ -41,7 +43,7 @@ for i = 1, #KEYS do
     end
     wait = math.max(wait, 1)
     if wait > worst_wait then
-      worst_wait, worst_limit = wait, count
+      worst_wait, worst_limit, worst_i = wait, count, i
       worst_reset = period - elapsed
       if cur > 0 then worst_reset = worst_reset + period end
     end
@@ -50,11 +52,11 @@ for i = 1, #KEYS do
 end
 
 if not allowed then
-  return {0, 0, math.ceil(worst_wait), worst_limit, math.ceil(worst_reset)}
+  return {0, 0, math.ceil(worst_wait), worst_limit, math.ceil(worst_reset), worst_i - 1}
 end
 for i = 1, #KEYS do
   local plan = plans[i]
   redis.call('HSET', KEYS[i], 'w', plan[1], 'c', plan[2] + 1, 'p', plan[3])
   redis.call('PEXPIREAT', KEYS[i], (plan[1] + 2) * plan[4])
 end
-return {1, best_remaining, 0, best_limit, math.ceil(best_reset)}
+return {1, best_remaining, 0, best_limit, math.ceil(best_reset), best_i - 1}
