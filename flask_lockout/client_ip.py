@@ -9,6 +9,7 @@ answer a proxy, never an address the attacker chose.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ _FORWARDED_FOR = re.compile(r'(?:^|;)\s*for\s*=\s*("[^"]*"|[^;,\s]*)', re.IGNORE
 _ASCII_ADDRESS = re.compile(r"^[0-9A-Fa-f:.\[\]%A-Za-z_\-]+$")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str) -> IPAddress | None:
     """Parse one address as proxies write it, or None.
 
@@ -133,10 +135,11 @@ def get_client_ip(request: Request | None = None) -> str:
     settings = getattr(state, "settings", None)
     if settings is None:
         return resolve(req.remote_addr, "X-Forwarded-For", (), ())
+    trusted = settings.trusted_proxies
+    if not trusted:  # no proxy is trusted: no header is worth reading
+        return resolve(req.remote_addr, "", (), ())
     header = settings.trusted_header
-    return resolve(
-        req.remote_addr, header, req.headers.getlist(header), settings.trusted_proxies
-    )
+    return resolve(req.remote_addr, header, req.headers.getlist(header), trusted)
 
 
 def ip_key(address: str, ipv6_prefix: int) -> str:

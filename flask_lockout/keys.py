@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 from werkzeug.exceptions import BadRequest
 
 KeySpec = str | Callable[[], str]
@@ -124,9 +124,12 @@ def client_ip_key() -> str:
     """The client address as the ``ip`` spec counts it: IPv6 by network."""
     from .client_ip import current_client_ip, ip_key
 
-    state = current_app.extensions.get("lockout")
-    prefix = state.settings.ipv6_prefix if state is not None else 64
-    return ip_key(current_client_ip(), prefix)
+    cached = g.get("_lockout_ip_key")
+    if cached is None:
+        state = current_app.extensions.get("lockout")
+        prefix = state.settings.ipv6_prefix if state is not None else 64
+        cached = g._lockout_ip_key = ip_key(current_client_ip(), prefix)
+    return str(cached)
 
 
 def logical_key(scope: str, spec: ParsedSpec, value: str) -> str:

@@ -118,6 +118,7 @@ class MemoryStorage(Storage):
             self._drop(key)
             return
         entry = self._entries.get(key)
+        expiry_changed = entry is None or entry.expires_at != expires_at
         if entry is None:
             self._entries[key] = _Entry(value, expires_at)
         else:
@@ -128,7 +129,8 @@ class MemoryStorage(Storage):
         else:
             self._plain[key] = None
             self._plain.move_to_end(key)
-        heapq.heappush(self._expiry_heap, (expires_at, key))
+        if expiry_changed:
+            heapq.heappush(self._expiry_heap, (expires_at, key))
         if len(self._expiry_heap) > 2 * len(self._entries) + 64:
             self._expiry_heap = [(e.expires_at, k) for k, e in self._entries.items()]
             heapq.heapify(self._expiry_heap)
