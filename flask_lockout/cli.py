@@ -69,7 +69,7 @@ def reset(key: str | None, everything: bool) -> None:
                 f" {state.storage.prefix!r}?",
                 abort=True,
             )
-            state.storage.clear()
+            state.extension.reset()
             click.echo("All lockout state cleared.")
             return
         assert key is not None

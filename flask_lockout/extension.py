@@ -80,6 +80,10 @@ class LockedCache:
         with self._lock:
             self._entries.pop(key, None)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
 
 class AppState:
     """What one app's Lockout needs per request: ``app.extensions["lockout"]``."""
@@ -291,13 +295,19 @@ class Lockout:
             return
         send(signals.lockout_reset, key)
 
-    def reset(self, key: str) -> None:
+    def reset(self, key: str | None = None) -> None:
         """Forget ``key`` entirely: lock, failures, attempts and rate limits.
+        With no key, forget every key under the prefix (between tests, say),
+        including the locks this process remembers.
 
         :raises StorageError: when storage fails (an administrative action
             has nothing to fail open to).
         """
         state = _state()
+        if key is None:
+            state.locked.clear()
+            state.storage.clear()
+            return
         state.locked.forget(key)
         state.storage.lockout_reset(key)
         state.storage.rate_limit_reset(key)

@@ -68,3 +68,59 @@ def test_login_app_on_redis(redis_server: str, redis_prefix: str) -> None:
     assert [client.post("/login", data=bad).status_code for _ in range(6)] == [
         401
     ] * 5 + [429]
+
+
+def test_json_api() -> None:
+    client = load("json_api").create_app({"LOCKOUT_MAX_FAILURES": 2}).test_client()
+    good = {"username": "Alice", "password": "correct horse battery staple"}
+    assert "token" in client.post("/api/token", json=good).json
+    bad = {"username": "alice", "password": "guess"}
+    assert [client.post("/api/token", json=bad).status_code for _ in range(2)] == [
+        401,
+        401,
+    ]
+    refused = client.post("/api/token", json=good)
+    assert refused.status_code == 429 and refused.json["retry_after"] == 60
+    assert client.post("/api/token", json={"password": "x"}).status_code == 400
+
+
+def test_password_reset_tokens_work_once() -> None:
+    module = load("password_reset")
+    client = module.create_app().test_client()
+    assert client.post("/reset/request", data={"email": "nobody@x"}).status_code == 202
+    assert module.OUTBOX == []
+    assert (
+        client.post("/reset/request", data={"email": "Alice@Example.com"}).status_code
+        == 202
+    )
+    [(email, token)] = module.OUTBOX
+    assert email == "alice@example.com"
+    assert client.post("/reset/confirm", data={"token": token}).json == {
+        "reset": "user-1"
+    }
+    assert client.post("/reset/confirm", data={"token": token}).status_code == 400
+    assert client.post("/reset/confirm", data={"token": "forged"}).status_code == 400
+    for _ in range(2):
+        client.post("/reset/request", data={"email": "alice@example.com"})
+    assert (
+        client.post("/reset/request", data={"email": "alice@example.com"}).status_code
+        == 429
+    )
+
+
+@pytest.mark.redis
+def test_factory_on_redis(redis_server: str, redis_prefix: str) -> None:
+    app = load("factory_redis").create_app(
+        {
+            "LOCKOUT_STORAGE_URI": redis_server,
+            "LOCKOUT_KEY_PREFIX": redis_prefix,
+            "LOCKOUT_MAX_FAILURES": 2,
+        }
+    )
+    client = app.test_client()
+    bad = {"email": "a@x", "password": "no"}
+    assert [client.post("/login", data=bad).status_code for _ in range(3)] == [
+        401,
+        401,
+        429,
+    ]

@@ -401,6 +401,17 @@ def test_manual_api_and_signals() -> None:
     assert seen[3][1]["retry_after"] == 60
 
 
+def test_reset_without_a_key_forgets_everything_in_this_process_too() -> None:
+    app = make_app()
+    client = app.test_client()
+    for _ in range(3):
+        wrong(client)
+    assert wrong(client).status_code == 429  # now also cached in this process
+    with app.app_context():
+        app.extensions["lockout"].extension.reset()
+    assert wrong(client).status_code == 401
+
+
 def test_request_signals_carry_the_request() -> None:
     client = make_app().test_client()
     with captured(failure_recorded, locked_out) as seen:
