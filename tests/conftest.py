@@ -85,6 +85,17 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
         redis_client.delete(key)
 
 
+def run_in_threads(target: Callable[[], None], count: int) -> None:
+    """Start ``count`` threads running ``target`` and wait for all of them."""
+    import threading
+
+    pool = [threading.Thread(target=target) for _ in range(count)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
 class FakeClock:
     """A clock tests step by hand."""
 

@@ -11,7 +11,7 @@ import pytest
 
 from flask_lockout import LockoutConfig, LoginLockout, RedisStorage, Storage
 
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, run_in_threads
 
 POLICY = LockoutConfig(max_failures=5, base_lock_seconds=60)
 KEY = "login:email:alice@example.com"
@@ -35,9 +35,10 @@ def guess_until_locked(lockout: LoginLockout, start: Any) -> int:
     return verified
 
 
-def run_threads(storage: Storage, threads: int) -> int:
+def run_threads(storage: Storage, threads: int, start: Any = None) -> int:
+    """Guess from ``threads`` threads at once; the verifications they got."""
     lockout = LoginLockout(POLICY, storage=storage)
-    start = threading.Barrier(threads)
+    start = start or threading.Barrier(threads)
     counts: list[int] = []
     lock = threading.Lock()
 
@@ -46,11 +47,7 @@ def run_threads(storage: Storage, threads: int) -> int:
         with lock:
             counts.append(count)
 
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    run_in_threads(work, threads)
     assert len(counts) == threads
     return sum(counts)
 
@@ -71,27 +68,7 @@ def _process(prefix: str, threads: int, start: Any, results: Any) -> None:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
-    results.put(
-        run_threads_in_process(RedisStorage(client, prefix=prefix), threads, start)
-    )
-
-
-def run_threads_in_process(storage: Storage, threads: int, start: Any) -> int:
-    lockout = LoginLockout(POLICY, storage=storage)
-    counts: list[int] = []
-    lock = threading.Lock()
-
-    def work() -> None:
-        count = guess_until_locked(lockout, start)
-        with lock:
-            counts.append(count)
-
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return sum(counts)
+    results.put(run_threads(RedisStorage(client, prefix=prefix), threads, start))
 
 
 @pytest.mark.redis

@@ -96,6 +96,10 @@ def wrong(client: Any, email: str = "alice@example.com", **kwargs: Any) -> Any:
     return client.post("/login", data={"email": email, "password": "nope"}, **kwargs)
 
 
+def api_wrong(client: Any) -> Any:
+    return client.post("/api/login", json={"username": "u", "password": "x"})
+
+
 @contextmanager
 def captured(*signals: Any) -> Iterator[list[tuple[str, dict[str, Any]]]]:
     seen: list[tuple[str, dict[str, Any]]] = []
@@ -211,12 +215,7 @@ def test_locks_after_max_failures_with_retry_after() -> None:
 def test_json_clients_get_json() -> None:
     client = make_app().test_client()
     for _ in range(3):
-        assert (
-            client.post(
-                "/api/login", json={"username": "u", "password": "x"}
-            ).status_code
-            == 401
-        )
+        assert api_wrong(client).status_code == 401
     refused = client.post("/api/login", json={"username": "U ", "password": "right"})
     assert refused.status_code == 429
     assert refused.json == {"error": refused.json["error"], "retry_after": 60}
@@ -313,12 +312,7 @@ def test_a_view_exception_releases_without_counting() -> None:
 def test_abort_401_counts_as_a_failure() -> None:
     client = make_app().test_client()
     for _ in range(3):
-        assert (
-            client.post(
-                "/api/login", json={"username": "u", "password": "x"}
-            ).status_code
-            == 401
-        )
+        assert api_wrong(client).status_code == 401
     assert (
         client.post(
             "/api/login", json={"username": "u", "password": "right"}

@@ -27,7 +27,7 @@ from flask_lockout import (
 from flask_lockout.device import COOKIE_NAME
 from flask_lockout.storage import Storage
 
-from .conftest import Backend
+from .conftest import Backend, run_in_threads
 
 # -- cookies --------------------------------------------------------------------
 
@@ -153,11 +153,7 @@ def race_consumers(storage: Storage, consumers: int = 50) -> list[str | None]:
         with lock:
             results.append(found)
 
-    pool = [threading.Thread(target=consume) for _ in range(consumers)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    run_in_threads(consume, consumers)
     return results
 
 

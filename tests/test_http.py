@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 
 from flask_lockout import Lockout, storage_error
 
+from .conftest import run_in_threads
 from .redis_proc import private_redis
 
 MAX_FAILURES = 5
@@ -81,11 +82,7 @@ def hammer(port: int, email: str, threads: int = 8, each: int = 25) -> Counter[i
             with lock:
                 statuses[status] += 1
 
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    run_in_threads(work, threads)
     return statuses
 
 

@@ -270,7 +270,9 @@ def test_redis_cluster(need_redis_server_binary: None) -> None:
         for key in keys:
             exercise(storage, key)  # CROSSSLOT would raise here
         lockout = LoginLockout(POLICY, storage=storage)
-        assert all(lockout.is_locked(key) == (True, 60) for key in keys)
+        for key in keys:  # locked over the last second or two: 59 or 60 left
+            locked, retry_after = lockout.is_locked(key)
+            assert locked and 58 <= retry_after <= 60
         slots = {
             storage.client.keyslot(storage.storage_key(key, "lock")) for key in keys
         }
