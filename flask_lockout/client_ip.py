@@ -129,6 +129,18 @@ def get_client_ip(request: Request | None = None) -> str:
 
     Uses ``LOCKOUT_TRUSTED_PROXIES`` and ``LOCKOUT_TRUSTED_HEADER`` of the
     current app; without Flask-Lockout set up, the peer address.
+
+    >>> from flask import Flask
+    >>> from flask_lockout import Lockout
+    >>> app = Flask(__name__)
+    >>> app.config["LOCKOUT_TRUSTED_PROXIES"] = ["10.0.0.0/8"]
+    >>> _ = Lockout(app)
+    >>> with app.test_request_context(
+    ...     headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.9"},
+    ...     environ_base={"REMOTE_ADDR": "10.0.0.2"},
+    ... ):
+    ...     get_client_ip()
+    '203.0.113.9'
     """
     req = request if request is not None else current_request
     state = current_app.extensions.get("lockout") if has_app_context() else None

@@ -92,6 +92,12 @@ def set_cookie(
 
     :raises ValueError: for a cookie a browser would reject or drop, saying
         what to change. A ``max_age`` over 400 days is clamped to 400 days.
+
+    >>> from werkzeug.wrappers import Response
+    >>> response = Response()
+    >>> set_cookie(response, "sid", "abc")
+    >>> response.headers["Set-Cookie"]
+    'sid=abc; Secure; HttpOnly; Path=/; SameSite=Lax'
     """
     secure = bool(_default("LOCKOUT_COOKIE_SECURE", True)) if secure is None else secure
     if http_only is None:
@@ -125,7 +131,14 @@ def clear_cookie(
     response: Response, name: str, path: str = "/", domain: str | None = None
 ) -> None:
     """Expire a cookie, repeating the path, domain and Secure flag it was set
-    with so that the browser really drops it."""
+    with so that the browser really drops it.
+
+    >>> from werkzeug.wrappers import Response
+    >>> response = Response()
+    >>> clear_cookie(response, "sid")
+    >>> "Max-Age=0; Secure" in response.headers["Set-Cookie"]
+    True
+    """
     secure = bool(_default("LOCKOUT_COOKIE_SECURE", True)) or name.lower().startswith(
         ("__secure-", "__host-")
     )

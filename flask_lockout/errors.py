@@ -13,7 +13,17 @@ from werkzeug.wrappers import Request, Response
 
 
 class ConfigurationError(ValueError):
-    """A setting has a value that cannot work. The message names the setting."""
+    """A setting has a value that cannot work. The message names the setting.
+
+    >>> from flask import Flask
+    >>> from flask_lockout import Lockout
+    >>> app = Flask(__name__)
+    >>> app.config["LOCKOUT_FAIL_OPEN"] = "maybe"
+    >>> Lockout(app)
+    Traceback (most recent call last):
+      ...
+    flask_lockout.errors.ConfigurationError: LOCKOUT_FAIL_OPEN must be True or ...
+    """
 
 
 class StorageError(Exception):
@@ -21,11 +31,27 @@ class StorageError(Exception):
 
     Raised at the storage boundary in place of the client library's own
     errors, so the caller alone decides whether to fail open or closed.
+
+    >>> from flask_lockout import LoginLockout, storage_from_uri
+    >>> lockout = LoginLockout(storage=storage_from_uri("redis://127.0.0.1:1/0"))
+    >>> try:
+    ...     lockout.record_failure("login:alice")
+    ... except StorageError:
+    ...     print("storage is down: fail open or closed here")
+    storage is down: fail open or closed here
     """
 
 
 class StorageUnavailable(StorageError):
-    """The storage backend could not be reached or did not answer in time."""
+    """The storage backend could not be reached or did not answer in time.
+
+    >>> from flask_lockout import storage_from_uri
+    >>> try:
+    ...     storage_from_uri("redis://127.0.0.1:1/0").ping()
+    ... except StorageUnavailable as error:
+    ...     print("unreachable")
+    unreachable
+    """
 
 
 def _whole_seconds(seconds: float) -> int:
@@ -72,6 +98,10 @@ class TooManyAttempts(_Negotiated, TooManyRequests):
 
     :param retry_after: seconds until a retry can succeed; sent as the
         ``Retry-After`` header, rounded up to a whole second of at least 1.
+
+    >>> error = TooManyAttempts(2.5)
+    >>> error.code, error.retry_after_seconds, dict(error.get_headers())["Retry-After"]
+    (429, 3, '3')
     """
 
     description = "Too many attempts. Try again later."
@@ -86,6 +116,10 @@ class StorageOutage(_Negotiated, ServiceUnavailable):
 
     :param retry_after: seconds to wait before retrying, sent as
         ``Retry-After``.
+
+    >>> outage = StorageOutage(5)
+    >>> outage.code, dict(outage.get_headers())["Retry-After"]
+    (503, '5')
     """
 
     description = "The service is temporarily unable to check this request."

@@ -152,7 +152,15 @@ class Lockout:
         ``LOCKOUT_STORAGE_URI``.
 
     One ``Lockout`` may serve several apps; each keeps its own settings and
-    storage in ``app.extensions["lockout"]``.
+    storage in ``app.extensions["lockout"]``. ::
+
+        lockout = Lockout()
+
+        def create_app():
+            app = Flask(__name__)
+            app.config.from_prefixed_env()
+            lockout.init_app(app)
+            return app
     """
 
     def __init__(self, app: Flask | None = None, *, storage: object = None) -> None:

@@ -25,7 +25,11 @@ MAX_VALUE_LENGTH = 256
 
 
 class MissingKeyValue(BadRequest):
-    """400: the field a key spec reads is missing or empty."""
+    """400: the field a key spec reads is missing or empty.
+
+    >>> MissingKeyValue("The request has no 'email'.").code
+    400
+    """
 
 
 @dataclass(frozen=True)

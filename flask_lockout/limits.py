@@ -26,7 +26,13 @@ MAX_PERIOD_SECONDS = 366 * 86400
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """At most ``count`` hits per ``period_seconds``."""
+    """At most ``count`` hits per ``period_seconds``.
+
+    >>> Limit(5, 60)
+    Limit(count=5, period_seconds=60)
+    >>> str(Limit(100, 900))
+    '100/15minute'
+    """
 
     count: int
     period_seconds: int
@@ -76,6 +82,9 @@ def parse_limits(text: str) -> tuple[Limit, ...]:
     """Parse one or more limits separated by ``;``: ``"5/min;100/day"``.
 
     :raises ValueError: when any part is invalid or the string is empty.
+
+    >>> parse_limits("5/min;100/day")
+    (Limit(count=5, period_seconds=60), Limit(count=100, period_seconds=86400))
     """
     if not isinstance(text, str):
         raise ValueError(f"A rate limit must be a string, not {type(text).__name__}.")

@@ -38,6 +38,14 @@ class LockoutConfig:
     ``reset_after_seconds`` without a failure, makes the key clean again.
 
     :raises ValueError: naming the field, when a value cannot work.
+
+    >>> config = LockoutConfig(max_failures=3, base_lock_seconds=60)
+    >>> [config.lock_seconds(n) for n in (1, 2, 3)]
+    [60.0, 120.0, 240.0]
+    >>> LockoutConfig(max_failures=0)
+    Traceback (most recent call last):
+      ...
+    ValueError: max_failures must be at least 1.
     """
 
     max_failures: int = 5
@@ -257,7 +265,15 @@ class LoginLockout:
 
 
 class Attempt:
-    """One reserved verification attempt; see :meth:`LoginLockout.attempt`."""
+    """One reserved verification attempt; see :meth:`LoginLockout.attempt`.
+
+    >>> lockout = LoginLockout(LockoutConfig(max_failures=1))
+    >>> with lockout.attempt("login:alice") as attempt:
+    ...     attempt.granted, attempt.failed()
+    (True, (True, 60))
+    >>> lockout.attempt("login:alice").locked
+    True
+    """
 
     def __init__(
         self,

@@ -23,7 +23,12 @@ _OUTAGE_LOG_INTERVAL = 10.0
 
 @dataclass(frozen=True)
 class ThrottleStatus:
-    """A key's failures in the current window."""
+    """A key's failures in the current window.
+
+    >>> from flask_lockout import MemoryStorage
+    >>> AttemptThrottle(MemoryStorage(), max_attempts=1, window_seconds=60).hit("k")
+    ThrottleStatus(attempts=1, blocked=True, retry_after_seconds=60)
+    """
 
     attempts: int
     #: True when ``attempts >= max_attempts``.

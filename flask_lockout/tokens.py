@@ -13,7 +13,11 @@ _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def hash_opaque_token(plaintext: str) -> str:
-    """The SHA-256 hex digest under which a token is stored."""
+    """The SHA-256 hex digest under which a token is stored.
+
+    >>> hash_opaque_token("abc")
+    'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
+    """
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
 
 
@@ -37,6 +41,11 @@ def verify_opaque_token(plaintext: object, token_hash: object) -> bool:
 
     Anything malformed (wrong types, non-ASCII, a hash that is not 64
     lowercase hex digits) gives False; it never raises.
+
+    >>> verify_opaque_token("abc", hash_opaque_token("abc"))
+    True
+    >>> verify_opaque_token(None, "not a hash")
+    False
     """
     if not isinstance(plaintext, str) or not isinstance(token_hash, str):
         return False
@@ -51,7 +60,14 @@ def issue_opaque_token(
     storage: Storage, subject: str, ttl_seconds: float, *, nbytes: int = 32
 ) -> str:
     """Store a new single-use token for ``subject`` (a user id, say) and
-    return its plaintext. Only the hash is stored, with a TTL."""
+    return its plaintext. Only the hash is stored, with a TTL.
+
+    >>> from flask_lockout import MemoryStorage
+    >>> storage = MemoryStorage()
+    >>> token = issue_opaque_token(storage, "user-42", ttl_seconds=900)
+    >>> consume_opaque_token(storage, token)
+    'user-42'
+    """
     if not ttl_seconds > 0:
         raise ValueError("ttl_seconds must be greater than 0.")
     plaintext, token_hash = generate_opaque_token(nbytes)
@@ -61,7 +77,14 @@ def issue_opaque_token(
 
 def consume_opaque_token(storage: Storage, plaintext: object) -> str | None:
     """Use a token once: its subject, or None when unknown, expired, malformed
-    or already used. Of many concurrent consumers exactly one wins."""
+    or already used. Of many concurrent consumers exactly one wins.
+
+    >>> from flask_lockout import MemoryStorage
+    >>> storage = MemoryStorage()
+    >>> token = issue_opaque_token(storage, "user-42", ttl_seconds=900)
+    >>> consume_opaque_token(storage, token), consume_opaque_token(storage, token)
+    ('user-42', None)
+    """
     if (
         not isinstance(plaintext, str)
         or not plaintext.isascii()

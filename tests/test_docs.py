@@ -107,3 +107,40 @@ def test_every_public_callable_has_a_docstring(name: str) -> None:
     obj = getattr(flask_lockout, name)
     if callable(obj) and not hasattr(obj, "receivers"):  # signals are data
         assert (obj.__doc__ or "").strip(), name
+
+
+MODULES = [
+    "flask_lockout.client_ip",
+    "flask_lockout.cookies",
+    "flask_lockout.errors",
+    "flask_lockout.extension",
+    "flask_lockout.keys",
+    "flask_lockout.limits",
+    "flask_lockout.lockout",
+    "flask_lockout.ratelimit",
+    "flask_lockout.storage",
+    "flask_lockout.storage.base",
+    "flask_lockout.storage.memory",
+    "flask_lockout.storage.redis",
+    "flask_lockout.throttle",
+    "flask_lockout.tokens",
+]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(
+        importlib.import_module(module), optionflags=doctest.ELLIPSIS, verbose=False
+    )
+    assert result.failed == 0
+
+
+@pytest.mark.parametrize("name", flask_lockout.__all__)
+def test_every_public_callable_shows_an_example(name: str) -> None:
+    obj = getattr(flask_lockout, name)
+    if callable(obj) and not hasattr(obj, "receivers"):
+        doc = obj.__doc__ or ""
+        assert ">>>" in doc or "::" in doc, name

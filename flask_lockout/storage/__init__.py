@@ -61,6 +61,11 @@ def storage_from_uri(
     :param clock: clock of a memory store (Redis uses its server time).
     :raises ConfigurationError: for an unknown scheme, naming
         ``LOCKOUT_STORAGE_URI``.
+
+    >>> type(storage_from_uri("memory://")).__name__
+    'MemoryStorage'
+    >>> type(storage_from_uri("redis://127.0.0.1:6379/0")).__name__
+    'RedisStorage'
     """
     if not isinstance(uri, str) or "://" not in uri:
         raise ConfigurationError(
@@ -85,6 +90,10 @@ def storage_from_client(client: object, *, prefix: str = "lockout") -> Storage:
     Sentinel master, ``FlaskRedis``, valkey's client or fakeredis.
 
     :raises TypeError: when ``client`` does not speak redis-py's interface.
+
+    >>> import redis
+    >>> type(storage_from_client(redis.Redis())).__name__
+    'RedisStorage'
     """
     if isinstance(client, Storage):
         return client

@@ -44,6 +44,11 @@ class Reservation(NamedTuple):
 class RateLimitResult(NamedTuple):
     """The answer to one rate-limited hit.
 
+    >>> from flask_lockout import SlidingWindowStore
+    >>> result = SlidingWindowStore().hit("api:ip:203.0.113.7", "2/minute")
+    >>> result.allowed, result.remaining, result.limit
+    (True, 1, 2)
+
     ``retry_after`` is in seconds (0 when allowed); ``reset_after`` is how long
     until the most constrained limit has its full budget back; ``window`` is
     the position of the deciding window among keys × limits (key-major).
@@ -70,7 +75,14 @@ class LockoutBackend(Protocol):
 
     Implement this to plug a custom store into :class:`~flask_lockout.LoginLockout`.
     The bundled stores also reserve attempts atomically; a custom backend
-    without ``reserve`` is checked with ``is_locked`` instead.
+    without ``reserve`` is checked with ``is_locked`` instead. ::
+
+        class AuditedBackend:
+            def is_locked(self, key): ...
+            def record_failure(self, key): ...
+            def record_success(self, key): ...
+
+        lockout = LoginLockout(LockoutConfig(backend=AuditedBackend()))
     """
 
     def is_locked(self, key: str) -> tuple[bool, int]: ...
@@ -84,7 +96,9 @@ class LockoutBackend(Protocol):
 class ThrottleBackend(Protocol):
     """The Redis commands a fixed-window throttle needs.
 
-    ``redis.Redis``, a flask-redis client and fakeredis match it as they are.
+    ``redis.Redis``, a flask-redis client and fakeredis match it as they are. ::
+
+        throttle = AttemptThrottle(redis.Redis(), max_attempts=5, window_seconds=300)
     """
 
     def get(self, name: str) -> object: ...
@@ -103,6 +117,11 @@ class RateLimitStore(Protocol):
 
     ``hit`` counts one hit against every limit given, atomically: when any
     limit refuses, nothing is consumed. ``reset(None)`` clears the whole store.
+
+    >>> from flask_lockout import SlidingWindowStore, parse_limits
+    >>> store: RateLimitStore = SlidingWindowStore()
+    >>> [store.hit("k", parse_limits("1/minute")).allowed for _ in range(2)]
+    [True, False]
     """
 
     def hit(self, key: str, limit: Limit | Sequence[Limit]) -> RateLimitResult: ...
@@ -129,6 +148,10 @@ class Storage(abc.ABC):
     this and pass the shared contract tests. Every method raises
     :class:`~flask_lockout.StorageError` (or its subclass
     :class:`~flask_lockout.StorageUnavailable`) and nothing else on failure.
+
+    >>> from flask_lockout import MemoryStorage
+    >>> MemoryStorage().storage_key("login:ip:203.0.113.7", "lock")
+    'lockout:{login:ip:203.0.113.7}:lock'
     """
 
     #: Prefix of every storage key, so one Redis can serve several apps.

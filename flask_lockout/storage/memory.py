@@ -74,6 +74,13 @@ class MemoryStorage(Storage):
 
     It runs no thread: expired keys are dropped when met or when room is needed.
     Each worker process has its own; use Redis to share state between them.
+
+    >>> from flask_lockout import LoginLockout
+    >>> storage = MemoryStorage(max_keys=10_000)
+    >>> LoginLockout(storage=storage).record_failure("login:alice")
+    (False, 0)
+    >>> len(storage)
+    1
     """
 
     def __init__(

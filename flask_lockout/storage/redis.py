@@ -83,6 +83,10 @@ class RedisStorage(Storage):
     ``NOSCRIPT``); the script reads ``TIME``, so hosts with skewed clocks
     agree; all keys of a decision share one hash tag, so Redis Cluster works;
     and every key gets a TTL.
+
+    >>> storage = RedisStorage.from_url("redis://127.0.0.1:6379/0")  # no I/O yet
+    >>> storage.storage_key("login:email:alice@example.com", "lock")
+    'lockout:{login:email:alice@example.com}:lock'
     """
 
     def __init__(self, client: Any, *, prefix: str = "lockout") -> None:
