@@ -105,6 +105,14 @@ def test_allows_exactly_the_limit_then_refuses(backend: Backend) -> None:
     assert 0 < results[3].retry_after <= 120
 
 
+def test_hit_returns_allowed_remaining_retry_after(backend: Backend) -> None:
+    store = SlidingWindowStore(backend.storage)
+    allowed, remaining, retry_after = store.hit("k", "1/minute")
+    assert (allowed, remaining, retry_after) == (True, 0, 0.0)
+    allowed, remaining, retry_after = store.hit("k", "1/minute")
+    assert not allowed and remaining == 0 and 0 < retry_after <= 120
+
+
 def test_a_refused_hit_consumes_nothing(backend: Backend) -> None:
     store = SlidingWindowStore(backend.storage)
     for _ in range(2):

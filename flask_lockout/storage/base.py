@@ -41,25 +41,51 @@ class Reservation(NamedTuple):
     retry_after: int
 
 
-class RateLimitResult(NamedTuple):
-    """The answer to one rate-limited hit.
-
-    >>> from flask_lockout import SlidingWindowStore
-    >>> result = SlidingWindowStore().hit("api:ip:203.0.113.7", "2/minute")
-    >>> result.allowed, result.remaining, result.limit
-    (True, 1, 2)
-
-    ``retry_after`` is in seconds (0 when allowed); ``reset_after`` is how long
-    until the most constrained limit has its full budget back; ``window`` is
-    the position of the deciding window among keys × limits (key-major).
-    """
-
+class _Verdict(NamedTuple):
     allowed: bool
     remaining: int
     retry_after: float
-    limit: int = 0
-    reset_after: float = 0.0
-    window: int = 0
+
+
+class RateLimitResult(_Verdict):
+    """The answer to one rate-limited hit: ``(allowed, remaining, retry_after)``.
+
+    >>> from flask_lockout import SlidingWindowStore
+    >>> allowed, remaining, retry_after = SlidingWindowStore().hit("k", "2/minute")
+    >>> allowed, remaining, retry_after
+    (True, 1, 0.0)
+
+    ``retry_after`` is in seconds (0 when allowed). Beyond the tuple, ``limit``
+    is the count of the deciding limit, ``reset_after`` how long until it has
+    its full budget back, and ``window`` the position of the deciding window
+    among keys x limits (key-major).
+    """
+
+    limit: int
+    reset_after: float
+    window: int
+
+    def __new__(
+        cls,
+        allowed: bool,
+        remaining: int,
+        retry_after: float,
+        limit: int = 0,
+        reset_after: float = 0.0,
+        window: int = 0,
+    ) -> RateLimitResult:
+        result = super().__new__(cls, allowed, remaining, retry_after)
+        result.limit = limit
+        result.reset_after = reset_after
+        result.window = window
+        return result
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimitResult(allowed={self.allowed}, remaining={self.remaining},"
+            f" retry_after={self.retry_after}, limit={self.limit},"
+            f" reset_after={self.reset_after}, window={self.window})"
+        )
 
 
 class ThrottleCount(NamedTuple):

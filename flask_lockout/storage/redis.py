@@ -299,7 +299,7 @@ class RedisStorage(Storage):
             results = []
             for position, key in enumerate(keys):
                 result = self.rate_limit_hit_many([key], limits)
-                result = result._replace(window=position * len(limits) + result.window)
+                result.window += position * len(limits)
                 if not result.allowed:
                     return result
                 results.append(result)
