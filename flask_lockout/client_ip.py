@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from flask import Request, current_app, g, has_app_context
 from flask import request as current_request
 
+from .config import Network
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Header bytes and entries read at most, from the right; a proxy chain is
 #: never this long, and the bound keeps a hostile 64 KiB header cheap.

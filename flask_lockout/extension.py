@@ -22,7 +22,7 @@ from .keys import KeySpec
 from .limits import Limit
 from .lockout import LoginLockout
 from .storage import Storage, storage_from_client, storage_from_uri
-from .throttle import OUTAGE_RETRY_AFTER
+from .throttle import OUTAGE_RETRY_AFTER, OutageLog
 from .tokens import consume_opaque_token, issue_opaque_token
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Known-locked keys remembered per process, at most.
 LOCAL_CACHE_MAX_KEYS = 10_000
-_OUTAGE_LOG_INTERVAL = 10.0
 
 
 class LockedCache:
@@ -96,23 +95,12 @@ class AppState:
         self.storage = storage
         self.engine = LoginLockout(settings.policy, storage=storage)
         self.locked = LockedCache(settings.local_cache_seconds)
-        self._last_outage_log = -math.inf
+        self._outages = OutageLog()
 
     def storage_failed(self, error: StorageError, key: str | None = None) -> None:
         """Report an outage; raise the 503 when failing closed."""
-        now = time.monotonic()
-        if now - self._last_outage_log >= _OUTAGE_LOG_INTERVAL:
-            self._last_outage_log = now
-            logger.warning(
-                "Lockout storage failed (%s); failing %s.",
-                error,
-                "open" if self.settings.fail_open else "closed",
-            )
-        signals.storage_error.send(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            **request_data(key),
-            error=error,
-        )
+        self._outages.warn("Lockout", error, self.settings.fail_open)
+        send(signals.storage_error, key, error=error)
         if not self.settings.fail_open:
             raise StorageOutage(OUTAGE_RETRY_AFTER) from error
 
@@ -130,6 +118,8 @@ def request_data(key: str | None) -> dict[str, Any]:
 
 
 def send(signal: Any, key: str | None, **extra: Any) -> None:
+    if not signal.receivers:
+        return  # nobody listens: skip building the payload on the hot path
     signal.send(current_app._get_current_object(), **request_data(key), **extra)  # type: ignore[attr-defined]
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from .storage.base import LockoutBackend, LockState, Reservation, Storage
+from .storage.base import LockoutBackend, Reservation, Storage
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -153,9 +153,6 @@ class StorageLockoutBackend:
     def record_success(self, key: str) -> None:
         self.storage.lockout_success(key)
 
-    def status(self, key: str) -> LockState:
-        return self.storage.lockout_status(key, self.policy)
-
     def reserve(self, key: str, token: str, ttl: float) -> Reservation:
         return self.storage.lockout_reserve(key, self.policy, token, ttl)
 
@@ -168,9 +165,6 @@ class StorageLockoutBackend:
 
     def release(self, key: str, token: str) -> None:
         self.storage.lockout_release(key, token)
-
-    def reset(self, key: str) -> None:
-        self.storage.lockout_reset(key)
 
 
 class LoginLockout:

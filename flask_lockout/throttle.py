@@ -16,9 +16,25 @@ logger = logging.getLogger("flask_lockout")
 #: throttle fails closed.
 OUTAGE_RETRY_AFTER = 5
 
-#: Seconds between two outage warnings of one throttle, so an outage under
-#: load does not flood the log.
-_OUTAGE_LOG_INTERVAL = 10.0
+
+class OutageLog:
+    """Warns of storage outages on the ``flask_lockout`` logger, at most once
+    per ``interval`` seconds, so an outage under load does not flood the log."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last = -math.inf
+
+    def warn(self, what: str, error: StorageError, fail_open: bool) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            logger.warning(
+                "%s storage failed (%s); failing %s.",
+                what,
+                error,
+                "open" if fail_open else "closed",
+            )
 
 
 @dataclass(frozen=True)
@@ -88,7 +104,7 @@ class AttemptThrottle:
         self.namespace = namespace
         self.fail_open = fail_open
         self._counter = _counter_for(backend)
-        self._last_outage_log = -math.inf
+        self._outages = OutageLog()
 
     def _key(self, key: str) -> str:
         return f"{self.namespace}:{key}"
@@ -99,15 +115,7 @@ class AttemptThrottle:
         return ThrottleStatus(found.attempts, blocked, retry_after)
 
     def _outage(self, exc: StorageError) -> ThrottleStatus:
-        now = time.monotonic()
-        if now - self._last_outage_log >= _OUTAGE_LOG_INTERVAL:
-            self._last_outage_log = now
-            logger.warning(
-                "Throttle %r storage failed (%s); failing %s.",
-                self.namespace,
-                exc,
-                "open" if self.fail_open else "closed",
-            )
+        self._outages.warn(f"Throttle {self.namespace!r}", exc, self.fail_open)
         if self.fail_open:
             return ThrottleStatus(0, False, 0)
         raise StorageOutage(OUTAGE_RETRY_AFTER) from exc
