@@ -1,7 +1,7 @@
 """An app factory with Redis storage, configured from the environment.
 
     export FLASK_LOCKOUT_STORAGE_URI=redis://localhost:6379/0
-    export FLASK_LOCKOUT_FAIL_OPEN=false
+    export FLASK_LOCKOUT_FAIL_MODE=memory  # the default; or open, or closed
     flask --app "examples.factory_redis:create_app()" run
 
 Every worker and host shares the lockout state; each decision is one atomic
@@ -30,6 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @lockout.lockout_on_failure(by=("ip", "form:email"))
     def login() -> tuple[str, int]:
         if request.form.get("password") == "correct horse battery staple":
+            lockout.succeeded()
             return "welcome", 200
         return "bad credentials", 401
 

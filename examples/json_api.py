@@ -34,6 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         password = str(body.get("password", ""))
         known = check_password_hash(USERS.get(username, NO_SUCH_USER), password)
         if known and username in USERS:
+            lockout.succeeded()  # only the app knows: a 200 alone is not one
             return jsonify(token=secrets.token_urlsafe(32)), 200
         return jsonify(error="invalid credentials"), 401
 

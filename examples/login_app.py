@@ -1,20 +1,36 @@
-"""A login app guarded by Flask-Lockout.
+"""A login app guarded by Flask-Lockout, written the way most Flask apps are.
 
 Run it with ``flask --app examples/login_app.py run`` and sign in as
 ``alice@example.com`` / ``correct horse battery staple`` at /login, or POST
-JSON to /api/login. Five wrong passwords for an account (or from one address)
-lock it for a minute, then twice as long on each further failure. Set
-``LOCKOUT_STORAGE_URI=redis://localhost:6379/0`` to share the state between
-workers, and try ``flask --app examples/login_app.py lockout list``.
+JSON to /api/login for a token. A wrong password at /login flashes a message
+and redirects back to the form (Post/Redirect/Get); every such answer counts
+as a failure, and ``lockout.succeeded()`` marks the right one. Five wrong
+passwords for an account (or from one address) lock it for a minute, then
+twice as long on each further failure. The HTML and JSON routes check the
+same password, so they share one budget: ``scope="login"``.
+
+Set ``LOCKOUT_STORAGE_URI=redis://localhost:6379/0`` to share the state
+between workers, and try ``flask --app examples/login_app.py lockout list``.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Any
 
-from flask import Flask, jsonify, render_template_string, request
+from flask import (
+    Flask,
+    flash,
+    jsonify,
+    redirect,
+    render_template_string,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers import Response
 
 from flask_lockout import Lockout
 
@@ -25,7 +41,8 @@ NO_SUCH_USER = generate_password_hash("no such user")
 PAGE = """<!doctype html>
 <title>Sign in</title>
 <h1>Sign in</h1>
-{% if message %}<p role="alert">{{ message }}</p>{% endif %}
+{% for message in get_flashed_messages() %}<p role="alert">{{ message }}</p>{% endfor %}
+{% if user %}<p>Welcome, {{ user }}.</p>{% endif %}
 <form method="post">
   <label>Email <input name="email" type="email" required></label>
   <label>Password <input name="password" type="password" required></label>
@@ -44,6 +61,7 @@ def password_ok(email: str, password: str) -> bool:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
+    app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
     app.config["LOCKOUT_STORAGE_URI"] = os.environ.get(
         "LOCKOUT_STORAGE_URI", "memory://"
     )
@@ -53,24 +71,28 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.get("/login")
     def login_form() -> str:
-        return render_template_string(PAGE, message=None)
+        return render_template_string(PAGE, user=session.get("user"))
 
     @app.post("/login")
     @lockout.throttled("10/minute;100/day", by="ip")
-    @lockout.lockout_on_failure(by=("ip", "form:email"))
-    def login() -> tuple[str, int]:
+    @lockout.lockout_on_failure(by=("ip", "form:email"), scope="login")
+    def login() -> Response:
         email = request.form.get("email", "")
         if password_ok(email, request.form.get("password", "")):
-            return render_template_string(PAGE, message=f"Welcome, {email}."), 200
-        return render_template_string(PAGE, message="Wrong email or password."), 401
+            lockout.succeeded()
+            session["user"] = email.strip().casefold()
+            return redirect(url_for("login_form"))
+        flash("Wrong email or password.")
+        return redirect(url_for("login_form"))
 
     @app.post("/api/login")
     @lockout.throttled("10/minute;100/day", by="ip")
-    @lockout.lockout_on_failure(by=("ip", "json:email"))
+    @lockout.lockout_on_failure(by=("ip", "json:email"), scope="login")
     def api_login() -> tuple[Any, int]:
         body = request.get_json(silent=True) or {}
         if password_ok(str(body.get("email", "")), str(body.get("password", ""))):
-            return jsonify(ok=True), 200
+            lockout.succeeded()
+            return jsonify(token=secrets.token_urlsafe(32)), 200
         return jsonify(error="wrong email or password"), 401
 
     return app

@@ -6,36 +6,33 @@ from .client_ip import get_client_ip
 from .cookies import clear_cookie, set_cookie
 from .errors import (
     ConfigurationError,
+    LockoutError,
+    MissingKeyValue,
     StorageError,
     StorageOutage,
     StorageUnavailable,
     TooManyAttempts,
 )
 from .extension import Lockout
-from .headers import DEFAULT_STATIC_SECURITY_HEADERS
-from .keys import MissingKeyValue
-from .limits import Limit, parse_limit, parse_limits
-from .lockout import Attempt, LockoutConfig, LoginLockout
-from .ratelimit import SlidingWindowStore
+from .limits import Limit, RateLimitResult, parse_limit, parse_limits
+from .lockout import Attempt, LockoutBackend, LoginLockout
+from .policy import LockoutConfig
+from .ratelimit import RateLimitStore, SlidingWindowStore
 from .signals import (
     failure_recorded,
     locked_out,
     lockout_reset,
     rate_limited,
     storage_error,
+    storage_recovered,
 )
-from .storage import (
-    LockoutBackend,
-    MemoryStorage,
-    RateLimitResult,
-    RateLimitStore,
-    RedisStorage,
-    Storage,
-    ThrottleBackend,
-    storage_from_client,
-    storage_from_uri,
-)
-from .throttle import AttemptThrottle, ThrottleStatus
+from .static import DEFAULT_STATIC_SECURITY_HEADERS
+from .storage.base import Storage
+from .storage.factory import storage_from_client, storage_from_uri
+from .storage.fallback import FallbackStorage
+from .storage.memory import MemoryStorage
+from .storage.redis import RedisStorage
+from .throttle import AttemptThrottle, ThrottleBackend, ThrottleStatus
 from .tokens import (
     consume_opaque_token,
     generate_opaque_token,
@@ -51,10 +48,12 @@ __all__ = [
     "Attempt",
     "AttemptThrottle",
     "ConfigurationError",
+    "FallbackStorage",
     "Limit",
     "Lockout",
     "LockoutBackend",
     "LockoutConfig",
+    "LockoutError",
     "LoginLockout",
     "MemoryStorage",
     "MissingKeyValue",
@@ -83,6 +82,7 @@ __all__ = [
     "rate_limited",
     "set_cookie",
     "storage_error",
+    "storage_recovered",
     "storage_from_client",
     "storage_from_uri",
     "verify_opaque_token",

@@ -1,32 +1,48 @@
-"""``flask lockout``: status, reset, list and policy."""
+"""``flask lockout``: status, reset, list, policy and check."""
 
 from __future__ import annotations
 
 import math
+import sys
 
 import click
 from flask.cli import AppGroup
 
 from .errors import StorageError
-from .extension import _state
-from .keys import normalise
+from .keys import canonical_key
 from .limits import Limit
-from .lockout import BACKOFF_SCHEDULE_LENGTH, LockoutConfig, LoginLockout
-from .storage import MemoryStorage
+from .lockout import LoginLockout
+from .policy import BACKOFF_SCHEDULE_LENGTH, LockoutConfig
+from .state import AppState, current_state
+from .storage.memory import MemoryStorage
 
 cli = AppGroup("lockout", help="Inspect and reset Flask-Lockout state.")
 
 
 def _logical_key(text: str) -> str:
     """Check a ``<scope>:<type>:<value>`` key and fold its value like requests do."""
-    scope, _, rest = text.partition(":")
-    key_type, _, value = rest.partition(":")
-    if not scope or not key_type or not value.strip():
+    key = canonical_key(text)
+    if key is None:
         raise click.UsageError(
             f"{text!r} is not a logical key: expected <scope>:<type>:<value>,"
             " for example login:email:alice@example.com"
         )
-    return f"{scope}:{key_type}:{value if key_type == 'ip' else normalise(value)}"
+    return key
+
+
+def _shared_state() -> AppState:
+    """The state, when this command can see what the server sees."""
+    state = current_state()
+    if isinstance(state.storage, MemoryStorage):
+        click.echo(
+            "LOCKOUT_STORAGE_URI is memory://: the state lives inside each running"
+            " server process, and this command cannot see it. Use Redis"
+            " (LOCKOUT_STORAGE_URI=redis://...) to inspect and reset keys from"
+            " the command line, or Lockout.reset() inside the app.",
+            err=True,
+        )
+        sys.exit(1)
+    return state
 
 
 def _storage_failed(exc: StorageError) -> click.ClickException:
@@ -38,7 +54,7 @@ def _storage_failed(exc: StorageError) -> click.ClickException:
 def status(key: str) -> None:
     """Show whether KEY is locked, its failures and its lock number."""
     key = _logical_key(key)
-    state = _state()
+    state = _shared_state()
     try:
         found = state.storage.lockout_status(key, state.settings.policy)
     except StorageError as exc:
@@ -61,7 +77,8 @@ def reset(key: str | None, everything: bool) -> None:
     """Forget KEY (lock, failures, rate limits), or everything with --all."""
     if everything == (key is not None):
         raise click.UsageError("Give exactly one of KEY or --all.")
-    state = _state()
+    logical = _logical_key(key) if key is not None else ""
+    state = _shared_state()
     try:
         if everything:
             click.confirm(
@@ -72,8 +89,6 @@ def reset(key: str | None, everything: bool) -> None:
             state.extension.reset()
             click.echo("All lockout state cleared.")
             return
-        assert key is not None
-        logical = _logical_key(key)
         state.extension.reset(logical)
     except StorageError as exc:
         raise _storage_failed(exc) from exc
@@ -83,7 +98,7 @@ def reset(key: str | None, everything: bool) -> None:
 @cli.command("list")
 def list_keys() -> None:
     """List keys that are failing or locked."""
-    state = _state()
+    state = _shared_state()
     rows = []
     try:
         for key in state.storage.lockout_keys():
@@ -120,18 +135,25 @@ def simulate_attacker(policy: LockoutConfig, horizon: float) -> int:
     return guesses
 
 
-def _limit_ceiling(limits: tuple[Limit, ...], horizon: int) -> int:
-    # A sliding window admits at most about count per period, plus one
-    # period's worth at the edges.
-    return min(
-        lim.count * (math.ceil(horizon / lim.period_seconds) + 1) for lim in limits
+def _limits_in_words(limits: tuple[Limit, ...]) -> str:
+    """What a sliding window admits: on average a limit's count per period; a
+    burst that straddles a window edge, up to twice the count in one period."""
+    day = min(lim.count * math.ceil(86400 / lim.period_seconds) for lim in limits)
+    hour = min(lim.count * math.ceil(3600 / lim.period_seconds) for lim in limits)
+    burst_hour = min(
+        lim.count * (math.ceil(3600 / lim.period_seconds) + 1) for lim in limits
+    )
+    return (
+        f"on average at most {hour} per hour and {day} per day. A sliding window"
+        " lets a burst that straddles a window edge reach twice a limit's count"
+        f" within one period, so in the worst case {burst_hour} fit in one hour."
     )
 
 
 @cli.command("policy")
 def policy() -> None:
     """Print the lock schedule and the most guesses an attacker gets."""
-    settings = _state().settings
+    settings = current_state().settings
     config = settings.policy
     click.echo(
         f"Lock after {config.max_failures} failures within"
@@ -152,7 +174,27 @@ def policy() -> None:
     click.echo(f"  per day:  {day}")
     limits = settings.default_limits
     click.echo(
-        f"LOCKOUT_DEFAULT_LIMITS {';'.join(str(lim) for lim in limits)} allow at most"
-        f" {_limit_ceiling(limits, 3600)} per hour and {_limit_ceiling(limits, 86400)}"
-        " per day on @throttled() routes."
+        f"LOCKOUT_DEFAULT_LIMITS {';'.join(str(lim) for lim in limits)} on"
+        f" @throttled() routes: {_limits_in_words(limits)}"
     )
+
+
+@cli.command("check")
+def check() -> None:
+    """Connect to the storage and report what a deployment needs to know."""
+    state = current_state()
+    storage = state.storage
+    primary = getattr(storage, "primary", storage)
+    try:
+        report = primary.describe(deep=True) if hasattr(primary, "ping") else {}
+    except StorageError as exc:
+        click.echo(f"storage: {state.settings.storage_uri}")
+        click.echo(f"FAILED: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"storage: {state.settings.storage_uri}")
+    warnings = report.pop("warnings", [])
+    for name, value in report.items():
+        click.echo(f"  {name}: {value}")
+    click.echo(f"  fail mode: {state.settings.fail_mode}")
+    for warning in warnings if isinstance(warnings, list) else []:
+        click.echo(f"WARNING: {warning}", err=True)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError
 from .limits import Limit, parse_limits
-from .lockout import LockoutConfig
+from .policy import LockoutConfig
 
 #: Every setting and its default. ``init_app`` writes the effective values
 #: back into ``app.config`` with ``setdefault``.
@@ -24,7 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "LOCKOUT_BACKOFF_MULTIPLIER": 2.0,
     "LOCKOUT_MAX_LOCK_SECONDS": 3600,
     "LOCKOUT_RESET_AFTER_SECONDS": 86400,
-    "LOCKOUT_FAIL_OPEN": True,
+    "LOCKOUT_FAIL_MODE": "memory",
+    "LOCKOUT_STORAGE_RETRY_SECONDS": 5.0,
     "LOCKOUT_DEFAULT_LIMITS": "10/minute;100/day",
     "LOCKOUT_HEADERS_ENABLED": True,
     "LOCKOUT_TRUSTED_PROXIES": (),
@@ -35,10 +38,17 @@ DEFAULTS: dict[str, Any] = {
     "LOCKOUT_COOKIE_SECURE": True,
     "LOCKOUT_COOKIE_HTTPONLY": True,
     "LOCKOUT_COOKIE_SAMESITE": "Lax",
-    "LOCKOUT_DEVICE_COOKIES": False,
+    # None: on when the app has a SECRET_KEY to sign them with.
+    "LOCKOUT_DEVICE_COOKIES": None,
     "LOCKOUT_MEMORY_MAX_KEYS": 100_000,
     "LOCKOUT_LOCAL_CACHE_SECONDS": 1.0,
+    "LOCKOUT_METRICS": False,
+    "LOCKOUT_EVENTS_MAX": 1000,
 }
+
+#: What a storage outage means: decide from this process's memory, let
+#: requests through, or refuse them with 503.
+FAIL_MODES = ("memory", "open", "closed")
 
 _TRUSTED_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
 _SAMESITE = ("Strict", "Lax", "None")
@@ -56,7 +66,8 @@ class Settings:
     storage_uri: str
     key_prefix: str
     policy: LockoutConfig
-    fail_open: bool
+    fail_mode: str
+    storage_retry_seconds: float
     default_limits: tuple[Limit, ...]
     headers_enabled: bool
     trusted_proxies: tuple[Network, ...] | int
@@ -67,9 +78,11 @@ class Settings:
     cookie_secure: bool
     cookie_httponly: bool
     cookie_samesite: str | None
-    device_cookies: bool
+    device_cookies: bool | None
     memory_max_keys: int
     local_cache_seconds: float
+    metrics: bool
+    events_max: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -77,6 +90,8 @@ class Settings:
 
         :raises ConfigurationError: naming the first bad key.
         """
+
+        _check_names(config)
 
         def get(key: str, convert: Callable[[str, Any], Any]) -> Any:
             return convert(key, config.get(key, DEFAULTS[key]))
@@ -101,7 +116,8 @@ class Settings:
             storage_uri=get("LOCKOUT_STORAGE_URI", _text),
             key_prefix=get("LOCKOUT_KEY_PREFIX", _prefix),
             policy=policy,
-            fail_open=get("LOCKOUT_FAIL_OPEN", _bool),
+            fail_mode=get("LOCKOUT_FAIL_MODE", _fail_mode),
+            storage_retry_seconds=get("LOCKOUT_STORAGE_RETRY_SECONDS", _positive),
             default_limits=get("LOCKOUT_DEFAULT_LIMITS", _limits),
             headers_enabled=get("LOCKOUT_HEADERS_ENABLED", _bool),
             trusted_proxies=get("LOCKOUT_TRUSTED_PROXIES", _proxies),
@@ -112,10 +128,31 @@ class Settings:
             cookie_secure=get("LOCKOUT_COOKIE_SECURE", _bool),
             cookie_httponly=get("LOCKOUT_COOKIE_HTTPONLY", _bool),
             cookie_samesite=get("LOCKOUT_COOKIE_SAMESITE", _samesite),
-            device_cookies=get("LOCKOUT_DEVICE_COOKIES", _bool),
+            device_cookies=get("LOCKOUT_DEVICE_COOKIES", _optional_bool),
             memory_max_keys=get("LOCKOUT_MEMORY_MAX_KEYS", _int),
             local_cache_seconds=get("LOCKOUT_LOCAL_CACHE_SECONDS", _non_negative),
+            metrics=get("LOCKOUT_METRICS", _bool),
+            events_max=get("LOCKOUT_EVENTS_MAX", _int),
         )
+
+
+def _check_names(config: Mapping[str, Any]) -> None:
+    """Refuse the retired key; warn about ``LOCKOUT_*`` keys that are not ours."""
+    if "LOCKOUT_FAIL_OPEN" in config:
+        raise ConfigurationError(
+            "LOCKOUT_FAIL_OPEN is gone: set LOCKOUT_FAIL_MODE to 'memory' (the"
+            " default: keep deciding from this process's memory), 'open' or"
+            " 'closed'."
+        )
+    for key in config:
+        if isinstance(key, str) and key.startswith("LOCKOUT_") and key not in DEFAULTS:
+            nearest = difflib.get_close_matches(key, DEFAULTS, n=1)
+            hint = f" Did you mean {nearest[0]}?" if nearest else ""
+            warnings.warn(
+                f"{key} is not a Flask-Lockout setting and is ignored.{hint}",
+                UserWarning,
+                stacklevel=4,
+            )
 
 
 def _fail(key: str, expected: str, value: Any) -> ConfigurationError:
@@ -125,9 +162,22 @@ def _fail(key: str, expected: str, value: Any) -> ConfigurationError:
 def _bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
+    # from_prefixed_env turns "1" into 1: accept what people type.
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
-    raise _fail(key, "True or False", value)
+    raise _fail(key, "True or False (or 1/0, yes/no, on/off)", value)
+
+
+def _optional_bool(key: str, value: Any) -> bool | None:
+    return None if value is None else _bool(key, value)
+
+
+def _fail_mode(key: str, value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in FAIL_MODES:
+        return value.strip().lower()
+    raise _fail(key, f"one of {', '.join(map(repr, FAIL_MODES))}", value)
 
 
 def _number(key: str, value: Any) -> float:
@@ -158,6 +208,8 @@ def _non_negative(key: str, value: Any) -> float:
 
 
 def _int(key: str, value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -20,12 +20,63 @@ MAX_COOKIE_BYTES = 4096
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _COOKIE_OCTETS = re.compile(r"^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$")
 _SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_BAD_PATH = re.compile(r"[;\x00-\x1f\x7f-\x9f]")
+#: A host name (a leading dot is allowed and ignored by browsers).
+_BAD_DOMAIN = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def _default(name: str, fallback: object) -> object:
-    if has_app_context():
-        return current_app.config.get(name, fallback)
-    return fallback
+def _defaults() -> tuple[bool, bool, str | None]:
+    """Secure, HttpOnly and SameSite for a cookie that does not say: the app's
+    validated settings, else the secure defaults. Raw ``app.config`` is never
+    read: ``bool("false")`` is True."""
+    state = current_app.extensions.get("lockout") if has_app_context() else None
+    settings = getattr(state, "settings", None)
+    if settings is None:
+        return True, True, "Lax"
+    samesite = settings.cookie_samesite
+    return (
+        bool(settings.cookie_secure),
+        bool(settings.cookie_httponly),
+        samesite if isinstance(samesite, str) else None,
+    )
+
+
+def _refusal(char: str) -> str:
+    """Why ``char`` cannot appear in a cookie's domain or path."""
+    if char == ";":
+        return "';', which would inject a cookie attribute"
+    if _CONTROL.match(char):
+        return f"a control character ({char!r})"
+    if char.isspace():
+        return f"whitespace ({char!r})"
+    if not char.isascii():
+        return f"{char!r}, which is not ASCII: give the IDNA (xn--) form"
+    if char == ":":
+        return "':': a cookie domain carries no port"
+    return f"{char!r}, which a host name cannot contain"
+
+
+def _check_scope(name: str, path: str, domain: str | None) -> None:
+    # Werkzeug writes a domain as given, so "x.com; SameSite=None" would add
+    # an attribute; a path it percent-encodes, silently changing the cookie.
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"Cookie {name!r}: path must start with '/', not {path!r}.")
+    bad = _BAD_PATH.search(path)
+    if bad:
+        raise ValueError(
+            f"Cookie {name!r}: path {path!r} contains {_refusal(bad.group())}."
+        )
+    if domain is None:
+        return
+    if not isinstance(domain, str):
+        raise ValueError(f"Cookie {name!r}: domain must be a string, not {domain!r}.")
+    bad = _BAD_DOMAIN.search(domain)
+    if bad:
+        raise ValueError(
+            f"Cookie {name!r}: domain {domain!r} contains {_refusal(bad.group())};"
+            " give a bare host name such as 'example.com'."
+        )
 
 
 def _check(
@@ -52,6 +103,7 @@ def _check(
         raise ValueError(
             f"Cookie {name!r} is over {MAX_COOKIE_BYTES} bytes: browsers drop it."
         )
+    _check_scope(name, path, domain)
     lowered = name.lower()
     if lowered.startswith(("__secure-", "__host-")) and not secure:
         raise ValueError(
@@ -86,12 +138,13 @@ def set_cookie(
     domain: str | None = None,
     partitioned: bool = False,
 ) -> None:
-    """Set a cookie; unset flags come from ``LOCKOUT_COOKIE_SECURE``,
-    ``LOCKOUT_COOKIE_HTTPONLY`` and ``LOCKOUT_COOKIE_SAMESITE`` (Secure,
-    HttpOnly, Lax by default).
+    """Set a cookie; unset flags come from the app's ``LOCKOUT_COOKIE_SECURE``,
+    ``LOCKOUT_COOKIE_HTTPONLY`` and ``LOCKOUT_COOKIE_SAMESITE`` as
+    ``init_app`` read them (Secure, HttpOnly, Lax without Flask-Lockout).
 
-    :raises ValueError: for a cookie a browser would reject or drop, saying
-        what to change. A ``max_age`` over 400 days is clamped to 400 days.
+    :raises ValueError: for a cookie a browser would reject or drop, or a
+        ``domain`` or ``path`` that would inject attributes, saying what to
+        change. A ``max_age`` over 400 days is clamped to 400 days.
 
     >>> from werkzeug.wrappers import Response
     >>> response = Response()
@@ -99,12 +152,10 @@ def set_cookie(
     >>> response.headers["Set-Cookie"]
     'sid=abc; Secure; HttpOnly; Path=/; SameSite=Lax'
     """
-    secure = bool(_default("LOCKOUT_COOKIE_SECURE", True)) if secure is None else secure
-    if http_only is None:
-        http_only = bool(_default("LOCKOUT_COOKIE_HTTPONLY", True))
-    if samesite is None:
-        configured = _default("LOCKOUT_COOKIE_SAMESITE", "Lax")
-        samesite = configured if isinstance(configured, str) else None
+    default_secure, default_http_only, default_samesite = _defaults()
+    secure = default_secure if secure is None else secure
+    http_only = default_http_only if http_only is None else http_only
+    samesite = default_samesite if samesite is None else samesite
     samesite = _check(name, value, secure, samesite, path, domain, partitioned)
     if isinstance(max_age, timedelta):
         max_age = int(max_age.total_seconds())
@@ -133,30 +184,23 @@ def clear_cookie(
     """Expire a cookie, repeating the path, domain and Secure flag it was set
     with so that the browser really drops it.
 
+    :raises ValueError: for a name, ``domain`` or ``path`` that
+        :func:`set_cookie` refuses.
+
     >>> from werkzeug.wrappers import Response
     >>> response = Response()
     >>> clear_cookie(response, "sid")
     >>> "Max-Age=0; Secure" in response.headers["Set-Cookie"]
     True
     """
-    secure = bool(_default("LOCKOUT_COOKIE_SECURE", True)) or name.lower().startswith(
-        ("__secure-", "__host-")
-    )
-    configured = _default("LOCKOUT_COOKIE_SAMESITE", "Lax")
-    samesite = _check(
-        name,
-        "",
-        secure,
-        configured if isinstance(configured, str) else None,
-        path,
-        domain,
-        False,
-    )
+    default_secure, http_only, default_samesite = _defaults()
+    secure = default_secure or name.lower().startswith(("__secure-", "__host-"))
+    samesite = _check(name, "", secure, default_samesite, path, domain, False)
     response.delete_cookie(
         name,
         path=path,
         domain=domain,
         secure=secure,
-        httponly=bool(_default("LOCKOUT_COOKIE_HTTPONLY", True)),
+        httponly=http_only,
         samesite=samesite,
     )

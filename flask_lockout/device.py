@@ -1,9 +1,12 @@
 """Device cookies (OWASP "Slow Down Online Guessing Attacks with Device Cookies").
 
 After a successful login the response carries a signed cookie binding the
-account and a random nonce. Later attempts for that account from that device
-are counted in the device's own bucket, so an attacker who locks the account
-from elsewhere does not lock out its owner's known device.
+account that authenticated (the exact spelling typed for it, which names one
+account under any lookup) and a random nonce. Later attempts for that same
+account from that device are counted in the device's own bucket, so an
+attacker who locks the account from elsewhere, or sprays other accounts from
+the owner's network, does not lock out its owner's known device. A cookie
+earned on one account never opens a bucket for another.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def _serializer(app: Flask) -> URLSafeTimedSerializer:
 
 
 def device_nonce(account: str) -> str | None:
-    """The nonce of a valid device cookie for ``account``, else None.
+    """The nonce of a valid device cookie for ``account`` (a spelling digest
+    from :func:`flask_lockout.keys.spelling`), else None.
 
     A cookie for another account, tampered, expired or signed with another
     salt counts as no cookie.

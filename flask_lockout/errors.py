@@ -1,36 +1,75 @@
-"""Exceptions raised by Flask-Lockout."""
+"""Exceptions raised by Flask-Lockout, with one root: :class:`LockoutError`.
+
+These are domain errors. The HTTP refusals subclass werkzeug's exception
+types so that a Flask app can handle them by status code; how they are
+rendered (JSON or HTML, the wait in words) is the Flask layer's business.
+"""
 
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Callable
 from typing import Any
 
-from markupsafe import escape
-from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
-from werkzeug.sansio.response import Response as SansIOResponse
-from werkzeug.wrappers import Request, Response
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    ServiceUnavailable,
+    TooManyRequests,
+)
+
+from .policy import whole_seconds
+
+#: Renders a refusal for the request it answers (JSON or a page); set by
+#: the Flask layer, which knows about templates and content negotiation.
+Renderer = Callable[[HTTPException, Any], Any]
+_renderer: list[Renderer] = []
 
 
-class ConfigurationError(ValueError):
+def set_renderer(renderer: Renderer) -> None:
+    """Let ``renderer(error, environ)`` answer refusals; None from it falls
+    back to werkzeug's plain page."""
+    _renderer[:] = [renderer]
+
+
+class _Rendered(HTTPException):
+    retry_after_seconds: int | None = None
+
+    def get_response(self, environ: Any = None, scope: Any = None) -> Any:
+        if _renderer:
+            rendered = _renderer[0](self, environ)
+            if rendered is not None:
+                return rendered
+        return super().get_response(environ, scope)
+
+
+class LockoutError(Exception):
+    """The root of every exception Flask-Lockout raises.
+
+    >>> from flask_lockout import StorageError, TooManyAttempts
+    >>> [issubclass(e, LockoutError) for e in (StorageError, TooManyAttempts)]
+    [True, True]
+    """
+
+
+class ConfigurationError(LockoutError, ValueError):
     """A setting has a value that cannot work. The message names the setting.
 
     >>> from flask import Flask
     >>> from flask_lockout import Lockout
     >>> app = Flask(__name__)
-    >>> app.config["LOCKOUT_FAIL_OPEN"] = "maybe"
+    >>> app.config["LOCKOUT_FAIL_MODE"] = "maybe"
     >>> Lockout(app)
     Traceback (most recent call last):
       ...
-    flask_lockout.errors.ConfigurationError: LOCKOUT_FAIL_OPEN must be True or ...
+    flask_lockout.errors.ConfigurationError: LOCKOUT_FAIL_MODE must be one of ...
     """
 
 
-class StorageError(Exception):
+class StorageError(LockoutError):
     """The storage backend failed to answer a decision.
 
     Raised at the storage boundary in place of the client library's own
-    errors, so the caller alone decides whether to fail open or closed.
+    errors, so that one place decides what an outage means.
 
     >>> from flask_lockout import LoginLockout, storage_from_uri
     >>> lockout = LoginLockout(storage=storage_from_uri("redis://127.0.0.1:1/0"))
@@ -54,47 +93,8 @@ class StorageUnavailable(StorageError):
     """
 
 
-def _whole_seconds(seconds: float) -> int:
-    return max(1, math.ceil(seconds))
-
-
-class _Negotiated(HTTPException):
-    """Answers JSON clients with JSON and everyone else with a short page."""
-
-    retry_after_seconds: int
-
-    def get_response(  # type: ignore[override]
-        self,
-        environ: dict[str, Any] | Request | None = None,
-        scope: dict[str, Any] | None = None,
-    ) -> SansIOResponse:
-        request = Request(environ) if isinstance(environ, dict) else environ
-        headers = dict(self.get_headers(None, scope))
-        if request is not None and _wants_json(request):
-            body = json.dumps(
-                {"error": self.description, "retry_after": self.retry_after_seconds}
-            )
-            headers["Content-Type"] = "application/json"
-        else:
-            name, text = escape(self.name), escape(self.description or "")
-            body = (
-                f"<!doctype html>\n<title>{self.code} {name}</title>\n"
-                f"<h1>{name}</h1>\n<p>{text}</p>\n"
-            )
-        return Response(body, self.code, headers)
-
-
-def _wants_json(request: Request) -> bool:
-    default = "application/json" if request.is_json else "text/html"
-    offered = [default, "text/html" if request.is_json else "application/json"]
-    accept = request.accept_mimetypes
-    return (
-        accept.best_match(offered, default=default) or default
-    ) == "application/json"
-
-
-class TooManyAttempts(_Negotiated, TooManyRequests):
-    """429: a key is locked, over its limit, or its attempts are all in flight.
+class TooManyAttempts(LockoutError, _Rendered, TooManyRequests):
+    """429: a key is locked or over its limit.
 
     :param retry_after: seconds until a retry can succeed; sent as the
         ``Retry-After`` header, rounded up to a whole second of at least 1.
@@ -107,11 +107,11 @@ class TooManyAttempts(_Negotiated, TooManyRequests):
     description = "Too many attempts. Try again later."
 
     def __init__(self, retry_after: float, description: str | None = None) -> None:
-        self.retry_after_seconds = _whole_seconds(retry_after)
+        self.retry_after_seconds = whole_seconds(retry_after)
         super().__init__(description, retry_after=self.retry_after_seconds)
 
 
-class StorageOutage(_Negotiated, ServiceUnavailable):
+class StorageOutage(LockoutError, _Rendered, ServiceUnavailable):
     """503: storage is down and the policy is to fail closed.
 
     :param retry_after: seconds to wait before retrying, sent as
@@ -125,5 +125,13 @@ class StorageOutage(_Negotiated, ServiceUnavailable):
     description = "The service is temporarily unable to check this request."
 
     def __init__(self, retry_after: float = 5, description: str | None = None) -> None:
-        self.retry_after_seconds = _whole_seconds(retry_after)
+        self.retry_after_seconds = whole_seconds(retry_after)
         super().__init__(description, retry_after=self.retry_after_seconds)
+
+
+class MissingKeyValue(LockoutError, _Rendered, BadRequest):
+    """400: the field a key spec reads is missing or empty.
+
+    >>> MissingKeyValue("The request has no 'email'.").code
+    400
+    """

@@ -1,7 +1,8 @@
 """Key specs: what a request is counted by, and its logical key.
 
 A logical key is ``<scope>:<spec name>:<value>``, for example
-``login:email:alice@example.com`` or ``login:ip:203.0.113.7``.
+``login:email:alice@example.com`` or ``login:ip:203.0.113.7``. It is built
+and parsed here and nowhere else.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import hashlib
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app, g, request
-from werkzeug.exceptions import BadRequest
+
+from .client_ip import current_client_ip, ip_key
+from .errors import MissingKeyValue
 
 KeySpec = str | Callable[[], str]
 
@@ -23,13 +26,19 @@ _SOURCES = ("form", "json", "args", "header", "view_arg")
 #: huge field costs neither storage nor log space.
 MAX_VALUE_LENGTH = 256
 
+# Marks (accents), format characters (zero-width joiners and spaces, bidi
+# controls), controls, private use, unassigned and separators: nothing an
+# app could be sure to tell apart.
+_DROPPED = frozenset({"Mn", "Me", "Cf", "Cc", "Co", "Cs", "Cn", "Zs", "Zl", "Zp"})
 
-class MissingKeyValue(BadRequest):
-    """400: the field a key spec reads is missing or empty.
 
-    >>> MissingKeyValue("The request has no 'email'.").code
-    400
-    """
+class KeyValue(NamedTuple):
+    """One key of a request: the logical key, and the exact spelling typed
+    for it (hashed; empty for ``ip`` and other keys no success forgives)."""
+
+    spec: ParsedSpec
+    key: str
+    spelling: str
 
 
 @dataclass(frozen=True)
@@ -45,17 +54,21 @@ class ParsedSpec:
 
     @property
     def account_like(self) -> bool:
-        """True for everything but ``ip``: a success clears these keys."""
+        """True for everything but ``ip``: a success can forgive these keys."""
         return self.source != "ip"
 
-    def value(self) -> str:
-        """Read and normalise this spec's value from the current request."""
+    def read(self, scope: str) -> KeyValue:
+        """This spec's key for the current request.
+
+        :raises MissingKeyValue: when the field is missing or empty.
+        """
         if self.source == "ip":
-            return client_ip_key()
+            return KeyValue(self, logical_key(scope, "ip", client_ip_key()), "")
         raw = self._read()
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             raise MissingKeyValue(f"The request has no {self.field or self.name!r}.")
-        return normalise(str(raw))
+        text = str(raw)
+        return KeyValue(self, logical_key(scope, self.name, fold(text)), spelling(text))
 
     def _read(self) -> Any:
         if self.func is not None:
@@ -115,19 +128,52 @@ def parse_specs(by: KeySpec | Sequence[KeySpec]) -> tuple[ParsedSpec, ...]:
     return tuple(parse_spec(spec) for spec in specs)
 
 
-def normalise(value: str) -> str:
-    """Fold account-like values so ``Alice@X.com `` and ``alice@x.com`` meet."""
-    folded = unicodedata.normalize("NFKC", value).strip().casefold()
-    folded = "".join(ch for ch in folded if ch.isprintable())
+def check_scope(scope: str | None) -> str | None:
+    """A scope is the first part of a logical key, so it holds no ``:``."""
+    if scope is not None and (not isinstance(scope, str) or not scope or ":" in scope):
+        raise ValueError(
+            f"scope must be a non-empty string without ':', not {scope!r}."
+        )
+    return scope
+
+
+def current_scope(scope: str | None) -> str:
+    """The scope given, else the endpoint (``:`` replaced, see check_scope)."""
+    return scope or (request.endpoint or request.path).replace(":", ".")
+
+
+def fold(value: str) -> str:
+    """Fold an account name so that every spelling an app might treat as one
+    account shares one bucket: case, width, accents, invisible characters
+    and spaces do not count.
+
+    Failures are counted on this folding, which merges at least as much as
+    an app's lookup would, whether exact, case-insensitive or
+    accent-insensitive; a success forgives only its own exact spelling.
+
+    >>> fold(" Alice@X.com "), fold("ａｌｉｃｅ"), fold("alice\\u200b"), fold("Alicé")
+    ('alice@x.com', 'alice', 'alice', 'alice')
+    """
+    text = unicodedata.normalize(
+        "NFKD", unicodedata.normalize("NFKD", value).casefold()
+    )
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED)
+    folded = unicodedata.normalize("NFKC", text)
     if len(folded) > MAX_VALUE_LENGTH:
         return "sha256:" + hashlib.sha256(folded.encode("utf-8", "replace")).hexdigest()
     return folded
 
 
+def spelling(value: str) -> str:
+    """A short digest of the exact value typed. One exact string names one
+    account under any lookup an app may use, so a success forgives only the
+    failures typed with its own spelling."""
+    raw = value.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
 def client_ip_key() -> str:
     """The client address as the ``ip`` spec counts it: IPv6 by network."""
-    from .client_ip import current_client_ip, ip_key
-
     cached = g.get("_lockout_ip_key")
     if cached is None:
         state = current_app.extensions.get("lockout")
@@ -136,5 +182,26 @@ def client_ip_key() -> str:
     return str(cached)
 
 
-def logical_key(scope: str, spec: ParsedSpec, value: str) -> str:
-    return f"{scope}:{spec.name}:{value}"
+def logical_key(scope: str, key_type: str, value: str) -> str:
+    """``<scope>:<key_type>:<value>``."""
+    return f"{scope}:{key_type}:{value}"
+
+
+def split_key(key: str) -> tuple[str, str, str] | None:
+    """``(scope, key_type, value)`` of a logical key, or None when it is not one.
+    The value may hold ``:`` (IPv6); scope and type never do."""
+    scope, _, rest = key.partition(":")
+    key_type, _, value = rest.partition(":")
+    if not scope or not key_type or not value.strip():
+        return None
+    return scope, key_type, value
+
+
+def canonical_key(text: str) -> str | None:
+    """A logical key typed by a person (the CLI, the dashboard), with its
+    value folded as requests fold it; None when it is not a logical key."""
+    parts = split_key(text)
+    if parts is None:
+        return None
+    scope, key_type, value = parts
+    return logical_key(scope, key_type, value if key_type == "ip" else fold(value))

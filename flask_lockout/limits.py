@@ -1,24 +1,22 @@
-"""Parsing of rate limit strings such as ``"5/min;100/day"``."""
+"""Rate limits: parsing ``"5/min;100/day"`` and the sliding-window decision.
+
+Pure functions, no I/O: the memory store applies them directly and
+``storage/lua/ratelimit.lua`` applies the same arithmetic on Redis.
+"""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-_PERIODS = {
-    "sec": 1,
-    "second": 1,
-    "min": 60,
-    "minute": 60,
-    "hour": 3600,
-    "day": 86400,
-}
-
+_PERIODS = {"sec": 1, "second": 1, "min": 60, "minute": 60, "hour": 3600, "day": 86400}
 _LIMIT = re.compile(
     r"^\s*(?P<count>\d+)\s*(?:/|per\s)\s*(?P<multiplier>\d+)?\s*(?P<unit>[a-z]+?)s?\s*$",
     re.IGNORECASE | re.ASCII,
 )
-
 #: Bounds that keep a limit meaningful and its storage small.
 MAX_COUNT = 10**9
 MAX_PERIOD_SECONDS = 366 * 86400
@@ -92,3 +90,114 @@ def parse_limits(text: str) -> tuple[Limit, ...]:
     if not parts:
         raise ValueError(f"Invalid rate limit {text!r}: no limit given.")
     return tuple(parse_limit(part) for part in parts)
+
+
+def as_limits(limit: Limit | Sequence[Limit] | str) -> tuple[Limit, ...]:
+    """Accept one :class:`Limit`, several, or a limit string."""
+    if isinstance(limit, str):
+        return parse_limits(limit)
+    if isinstance(limit, Limit):
+        return (limit,)
+    limits = tuple(limit)
+    if not limits or not all(isinstance(item, Limit) for item in limits):
+        raise ValueError("Expected one or more Limit values.")
+    return limits
+
+
+class WindowDecision(NamedTuple):
+    allowed: bool
+    remaining: int
+    retry_after: float
+    reset_after: float
+
+
+def sliding_window_decision(
+    limit: Limit, current: int, previous: int, elapsed: float
+) -> WindowDecision:
+    """Decide one hit of a sliding-window counter from its two fixed windows.
+
+    The previous window's count is weighted by how much of it the sliding
+    window ending now still covers: two integers per key approximate a log.
+
+    :param current: hits counted in the current fixed window so far.
+    :param previous: hits counted in the previous fixed window.
+    :param elapsed: seconds since the current window began, in ``[0, period)``.
+    """
+    count, period = limit.count, limit.period_seconds
+    weighted = previous * (period - elapsed) / period + current
+    # Until the current window ends: what ``RateLimit-Reset`` reports.
+    window_left = period - elapsed
+    if weighted + 1 <= count:
+        remaining = math.floor(count - 1 - weighted + 1e-9)
+        return WindowDecision(True, max(remaining, 0), 0.0, window_left)
+    if current + 1 > count:
+        # Wait for the next window, then for this window's hits to decay.
+        wait = window_left + period * (1 - (count - 1) / current)
+    else:
+        # The previous window's weight must fall to what is left.
+        wait = period * (1 - (count - 1 - current) / previous) - elapsed
+    wait = max(wait, 0.001)
+    return WindowDecision(False, 0, wait, wait)
+
+
+class _Verdict(NamedTuple):
+    allowed: bool
+    remaining: int
+    retry_after: float
+
+
+class RateLimitResult(_Verdict):
+    """The answer to one rate-limited hit: ``(allowed, remaining, retry_after)``.
+
+    >>> from flask_lockout import SlidingWindowStore
+    >>> allowed, remaining, retry_after = SlidingWindowStore().hit("k", "2/minute")
+    >>> allowed, remaining, retry_after
+    (True, 1, 0.0)
+
+    ``retry_after`` is in seconds (0 when allowed). Beyond the tuple, ``limit``
+    is the count of the deciding limit, ``reset_after`` the seconds
+    ``RateLimit-Reset`` reports (the time left in the current window; on a
+    refusal, the same wait as ``retry_after``), and ``window`` the position
+    of the deciding window among keys x limits (key-major).
+    """
+
+    limit: int
+    reset_after: float
+    window: int
+
+    def __new__(
+        cls,
+        allowed: bool,
+        remaining: int,
+        retry_after: float,
+        limit: int = 0,
+        reset_after: float = 0.0,
+        window: int = 0,
+    ) -> RateLimitResult:
+        result = super().__new__(cls, allowed, remaining, retry_after)
+        result.limit = limit
+        result.reset_after = reset_after
+        result.window = window
+        return result
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimitResult(allowed={self.allowed}, remaining={self.remaining},"
+            f" retry_after={self.retry_after}, limit={self.limit},"
+            f" reset_after={self.reset_after}, window={self.window})"
+        )
+
+
+def combine(
+    limits: Sequence[Limit], decisions: Sequence[WindowDecision]
+) -> RateLimitResult:
+    """One result for several windows: refused if any refuses."""
+    refused = [i for i, d in enumerate(decisions) if not d.allowed]
+    if refused:
+        index = max(refused, key=lambda i: decisions[i].retry_after)
+        wait = decisions[index].retry_after
+        return RateLimitResult(False, 0, wait, limits[index].count, wait, index)
+    remaining, index = min((d.remaining, i) for i, d in enumerate(decisions))
+    return RateLimitResult(
+        True, remaining, 0.0, limits[index].count, decisions[index].reset_after, index
+    )

@@ -2,143 +2,53 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .storage.base import LockoutBackend, Reservation, Storage
+from .policy import (
+    DEFAULT_RESERVATION_SECONDS,
+    LockoutConfig,
+    Outcome,
+    Reservation,
+)
+from .storage.base import AttemptKey, LockoutStorage, Settlement
+from .storage.factory import as_storage
+from .storage.memory import MemoryStorage
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-#: A custom ``backoff`` is asked for lock numbers up to this one; later locks
-#: reuse its answer. This keeps the schedule a fixed table that every store,
-#: including a Lua script, applies identically.
-BACKOFF_SCHEDULE_LENGTH = 64
 
-#: Seconds after which an attempt that was reserved but never settled (a
-#: crashed worker, a killed request) stops counting against the key.
-DEFAULT_RESERVATION_SECONDS = 30.0
+@runtime_checkable
+class LockoutBackend(Protocol):
+    """A store that applies a lockout policy to keys.
 
+    Implement this to plug a custom store into :class:`~flask_lockout.LoginLockout`.
+    The bundled stores also reserve attempts atomically; a custom backend
+    is checked with ``is_locked`` instead. ::
 
-@dataclass(frozen=True)
-class LockoutConfig:
-    """The lockout policy for one kind of key.
+        class AuditedBackend:
+            def is_locked(self, key): ...
+            def record_failure(self, key): ...
+            def record_success(self, key): ...
 
-    Failures are counted in a window of ``window_seconds`` that starts at the
-    first failure; the ``max_failures``-th locks the key for
-    ``base_lock_seconds``. After a lock ends the key is on probation: each
-    further failure locks it again, lock *n* lasting
-    ``min(base_lock_seconds * backoff_multiplier ** (n - 1), max_lock_seconds)``
-    (or ``min(backoff(n), max_lock_seconds)``). A success, or
-    ``reset_after_seconds`` without a failure, makes the key clean again.
-
-    :raises ValueError: naming the field, when a value cannot work.
-
-    >>> config = LockoutConfig(max_failures=3, base_lock_seconds=60)
-    >>> [config.lock_seconds(n) for n in (1, 2, 3)]
-    [60.0, 120.0, 240.0]
-    >>> LockoutConfig(max_failures=0)
-    Traceback (most recent call last):
-      ...
-    ValueError: max_failures must be at least 1.
+        lockout = LoginLockout(LockoutConfig(backend=AuditedBackend()))
     """
 
-    max_failures: int = 5
-    window_seconds: float = 900
-    base_lock_seconds: float = 60
-    backoff_multiplier: float = 2.0
-    max_lock_seconds: float = 3600
-    reset_after_seconds: float = 86400
-    backend: LockoutBackend | None = field(default=None, compare=False)
-    backoff: Callable[[int], float] | None = field(default=None, compare=False)
+    def is_locked(self, key: str) -> tuple[bool, int]: ...
 
-    def __post_init__(self) -> None:
-        if isinstance(self.max_failures, bool) or not isinstance(
-            self.max_failures, int
-        ):
-            raise ValueError("max_failures must be a whole number.")
-        if self.max_failures < 1:
-            raise ValueError("max_failures must be at least 1.")
-        for name in (
-            "window_seconds",
-            "base_lock_seconds",
-            "max_lock_seconds",
-            "reset_after_seconds",
-        ):
-            _require_positive(name, getattr(self, name))
-        _require_number("backoff_multiplier", self.backoff_multiplier)
-        if self.backoff_multiplier < 1:
-            raise ValueError("backoff_multiplier must be at least 1.")
-        if self.max_lock_seconds < self.base_lock_seconds:
-            raise ValueError(
-                "max_lock_seconds must be at least base_lock_seconds"
-                f" ({self.max_lock_seconds} < {self.base_lock_seconds})."
-            )
-        if self.backoff is not None and not callable(self.backoff):
-            raise ValueError("backoff must be a callable taking the lock number.")
-        if self.backoff is not None:
-            self.lock_schedule  # noqa: B018 - validate the custom backoff now
+    def record_failure(self, key: str) -> tuple[bool, int]: ...
 
-    @cached_property
-    def lock_schedule(self) -> tuple[float, ...] | None:
-        """Durations of a custom ``backoff`` for locks 1 to 64, capped; else None."""
-        if self.backoff is None:
-            return None
-        schedule = []
-        for number in range(1, BACKOFF_SCHEDULE_LENGTH + 1):
-            seconds = self.backoff(number)
-            if (
-                isinstance(seconds, bool)
-                or not isinstance(seconds, int | float)
-                or not seconds > 0
-            ):
-                raise ValueError(
-                    f"backoff({number}) returned {seconds!r}; it must return a"
-                    " positive number of seconds."
-                )
-            schedule.append(min(float(seconds), self.max_lock_seconds))
-        return tuple(schedule)
-
-    def lock_seconds(self, lock_number: int) -> float:
-        """How long lock number ``lock_number`` (1 for the first) lasts."""
-        schedule = self.lock_schedule
-        if schedule is not None:
-            return schedule[min(lock_number, BACKOFF_SCHEDULE_LENGTH) - 1]
-        try:
-            # Floats, never ints: an int power of a huge lock number would be
-            # computed exactly, without end.
-            seconds = float(self.base_lock_seconds) * float(
-                self.backoff_multiplier
-            ) ** (lock_number - 1)
-        except OverflowError:
-            return self.max_lock_seconds
-        return min(seconds, self.max_lock_seconds)
-
-
-def _require_number(name: str, value: Any) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-    ):
-        raise ValueError(f"{name} must be a finite number, not {value!r}.")
-
-
-def _require_positive(name: str, value: Any) -> None:
-    _require_number(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be greater than 0, not {value!r}.")
+    def record_success(self, key: str) -> None: ...
 
 
 class StorageLockoutBackend:
-    """A :class:`LockoutBackend` that applies ``policy`` on a bundled store."""
+    """A :class:`LockoutBackend` that applies ``policy`` on a bundled store,
+    reserving attempts atomically (each counted as a failure at once)."""
 
-    def __init__(self, storage: Storage, policy: LockoutConfig) -> None:
+    def __init__(self, storage: LockoutStorage, policy: LockoutConfig) -> None:
         self.storage = storage
         self.policy = policy
 
@@ -151,20 +61,37 @@ class StorageLockoutBackend:
         return state.locked, state.retry_after
 
     def record_success(self, key: str) -> None:
-        self.storage.lockout_success(key)
+        self.storage.lockout_reset(key)
 
     def reserve(self, key: str, token: str, ttl: float) -> Reservation:
-        return self.storage.lockout_reserve(key, self.policy, token, ttl)
+        return self.storage.lockout_reserve_all(
+            [AttemptKey(key)], self.policy, token, ttl
+        )[0]
 
-    def settle_failure(self, key: str, token: str) -> tuple[bool, int]:
-        state = self.storage.lockout_failure(key, self.policy, token)
-        return state.locked, state.retry_after
+    def settle(self, key: str, token: str, outcome: Outcome) -> tuple[bool, int] | None:
+        if outcome is Outcome.SUCCESS:
+            outcome = Outcome.CLEAR  # without Flask, a success clears the key
+        self.storage.lockout_settle_all([Settlement(key, outcome)], self.policy, token)
+        return None  # a failure stands as the reservation counted it
 
-    def settle_success(self, key: str, token: str) -> None:
-        self.storage.lockout_success(key, token)
 
-    def release(self, key: str, token: str) -> None:
-        self.storage.lockout_release(key, token)
+class _CheckedBackend:
+    """Reserve and settle over a custom backend: a check, then a count.
+    Not atomic; a custom backend has nothing better to offer."""
+
+    def __init__(self, backend: LockoutBackend) -> None:
+        self.backend = backend
+
+    def reserve(self, key: str, token: str, ttl: float) -> Reservation:
+        locked, retry_after = self.backend.is_locked(key)
+        return Reservation(not locked, locked, retry_after)
+
+    def settle(self, key: str, token: str, outcome: Outcome) -> tuple[bool, int] | None:
+        if outcome is Outcome.FAILURE:
+            return self.backend.record_failure(key)
+        if outcome is not Outcome.RELEASE:
+            self.backend.record_success(key)
+        return None
 
 
 class LoginLockout:
@@ -202,11 +129,13 @@ class LoginLockout:
                     "config.backend is set: pass neither storage nor clock."
                 )
             self.backend = self.config.backend
+            self._reserving: StorageLockoutBackend | _CheckedBackend = _CheckedBackend(
+                self.backend
+            )
             return
-        from .storage import MemoryStorage, as_storage
-
+        store: LockoutStorage
         if storage is None:
-            store: Storage = MemoryStorage(clock=clock or time.monotonic)
+            store = MemoryStorage(clock=clock or time.monotonic)
         elif clock is not None:
             raise ValueError(
                 "clock= drives the default memory store only; pass"
@@ -214,7 +143,7 @@ class LoginLockout:
             )
         else:
             store = as_storage(storage)
-        self.backend = StorageLockoutBackend(store, self.config)
+        self.backend = self._reserving = StorageLockoutBackend(store, self.config)
 
     def is_locked(self, key: str) -> tuple[bool, int]:
         """``(locked, retry_after)`` for ``key``; never changes state."""
@@ -233,10 +162,12 @@ class LoginLockout:
     ) -> Attempt:
         """Reserve one verification attempt for ``key``, atomically.
 
-        The reservation counts against the key's remaining budget until it is
-        settled with :meth:`Attempt.failed` or :meth:`Attempt.succeeded`,
-        released, or expires after ``reservation_seconds``. Check
-        :attr:`Attempt.granted` before verifying anything::
+        The attempt counts as a failure from the moment it is granted, so
+        concurrent requests never get more guesses than the policy allows,
+        however long the check takes. :meth:`Attempt.succeeded` clears the
+        key; :meth:`Attempt.release` (or leaving the ``with`` block without a
+        verdict) gives the attempt back within ``reservation_seconds``.
+        Check :attr:`Attempt.granted` before verifying anything::
 
             with lockout.attempt(key) as attempt:
                 if not attempt.granted:
@@ -248,14 +179,9 @@ class LoginLockout:
         """
         if not reservation_seconds > 0:
             raise ValueError("reservation_seconds must be greater than 0.")
-        backend = self.backend
-        if isinstance(backend, StorageLockoutBackend):
-            token = secrets.token_hex(8)
-            result = backend.reserve(key, token, reservation_seconds)
-            return Attempt(backend, key, token if result.granted else None, result)
-        # A custom backend cannot reserve; this check is not atomic.
-        locked, retry_after = backend.is_locked(key)
-        return Attempt(backend, key, None, Reservation(not locked, locked, retry_after))
+        token = secrets.token_hex(8)
+        reservation = self._reserving.reserve(key, token, reservation_seconds)
+        return Attempt(self._reserving, key, token, reservation)
 
 
 class Attempt:
@@ -271,48 +197,39 @@ class Attempt:
 
     def __init__(
         self,
-        backend: LockoutBackend,
+        backend: StorageLockoutBackend | _CheckedBackend,
         key: str,
-        token: str | None,
+        token: str,
         reservation: Reservation,
     ) -> None:
         self.key = key
         self.granted = reservation.granted
-        #: True when refused because the key is locked (not merely busy).
-        self.locked = reservation.locked
+        #: True when refused because the key is locked.
+        self.locked = reservation.locked and not reservation.granted
         #: Whole seconds to wait when not granted.
-        self.retry_after = reservation.retry_after
+        self.retry_after = 0 if reservation.granted else reservation.retry_after
+        self._reservation = reservation
         self._backend = backend
         self._token = token
         self._settled = not reservation.granted
 
     def failed(self) -> tuple[bool, int]:
         """Count the attempt as a failure; returns ``(locked, retry_after)``."""
-        self._settle()
-        backend = self._backend
-        if isinstance(backend, StorageLockoutBackend) and self._token is not None:
-            return backend.settle_failure(self.key, self._token)
-        return backend.record_failure(self.key)
+        found = self._settle(Outcome.FAILURE)
+        if found is not None:
+            return found
+        return self._reservation.locked, self._reservation.retry_after
 
     def succeeded(self) -> None:
         """Count the attempt as a success: the key becomes clean."""
-        self._settle()
-        backend = self._backend
-        if isinstance(backend, StorageLockoutBackend) and self._token is not None:
-            backend.settle_success(self.key, self._token)
-        else:
-            backend.record_success(self.key)
+        self._settle(Outcome.SUCCESS)
 
     def release(self) -> None:
         """Give the attempt back without counting it (idempotent)."""
-        if self._settled:
-            return
-        self._settled = True
-        backend = self._backend
-        if isinstance(backend, StorageLockoutBackend) and self._token is not None:
-            backend.release(self.key, self._token)
+        if not self._settled:
+            self._settle(Outcome.RELEASE)
 
-    def _settle(self) -> None:
+    def _settle(self, outcome: Outcome) -> tuple[bool, int] | None:
         if not self.granted:
             raise RuntimeError(
                 "This attempt was not granted; there is nothing to settle."
@@ -320,6 +237,7 @@ class Attempt:
         if self._settled:
             raise RuntimeError("This attempt is already settled.")
         self._settled = True
+        return self._backend.settle(self.key, self._token, outcome)
 
     def __enter__(self) -> Attempt:
         return self

@@ -3,7 +3,8 @@
 Every signal carries ``endpoint``, ``key_type``, ``key`` (the logical key,
 such as ``login:email:alice@example.com``) and ``client_ip``;
 ``rate_limited`` adds ``limit``, the others ``retry_after`` where it applies.
-``storage_error`` carries ``error`` instead of a key.
+``storage_error`` carries ``error`` instead of a key;
+``storage_recovered`` carries no key.
 """
 
 from __future__ import annotations
@@ -20,5 +21,8 @@ locked_out = _signals.signal("locked-out")
 failure_recorded = _signals.signal("failure-recorded")
 #: A key was reset by a success, the manual API or the CLI.
 lockout_reset = _signals.signal("lockout-reset")
-#: Storage failed; the request went on (fail open) or got a 503.
+#: This process lost its shared storage (sent once per outage, with ``error``);
+#: ``LOCKOUT_FAIL_MODE`` says what happens meanwhile.
 storage_error = _signals.signal("storage-error")
+#: This process has its shared storage back.
+storage_recovered = _signals.signal("storage-recovered")

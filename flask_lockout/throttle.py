@@ -6,15 +6,39 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Protocol, cast, runtime_checkable
 
 from .errors import StorageError, StorageOutage, StorageUnavailable, TooManyAttempts
-from .storage.base import Storage, ThrottleBackend, ThrottleCount, key_part
+from .policy import require_positive, require_whole, whole_seconds
+from .storage.base import Storage, ThrottleCount, ThrottleStorage, key_part
+from .storage.factory import storage_from_client
+from .storage.redis import is_redis_client
 
 logger = logging.getLogger("flask_lockout")
 
 #: ``Retry-After`` seconds of the 503 sent when storage is down and the
 #: throttle fails closed.
 OUTAGE_RETRY_AFTER = 5
+
+
+@runtime_checkable
+class ThrottleBackend(Protocol):
+    """The Redis commands a fixed-window throttle needs.
+
+    ``redis.Redis``, a flask-redis client and fakeredis match it as they are. ::
+
+        throttle = AttemptThrottle(redis.Redis(), max_attempts=5, window_seconds=300)
+    """
+
+    def get(self, name: str) -> object: ...
+
+    def incr(self, name: str, amount: int = 1) -> object: ...
+
+    def expire(self, name: str, time: int) -> object: ...
+
+    def ttl(self, name: str) -> object: ...
+
+    def delete(self, *names: str) -> object: ...
 
 
 class OutageLog:
@@ -81,24 +105,8 @@ class AttemptThrottle:
         namespace: str = "throttle",
         fail_open: bool = True,
     ) -> None:
-        if (
-            isinstance(max_attempts, bool)
-            or not isinstance(max_attempts, int)
-            or max_attempts < 1
-        ):
-            raise ValueError(
-                "max_attempts must be a whole number of at least 1,"
-                f" not {max_attempts!r}."
-            )
-        if (
-            isinstance(window_seconds, bool)
-            or not isinstance(window_seconds, int | float)
-            or not math.isfinite(window_seconds)
-            or window_seconds <= 0
-        ):
-            raise ValueError(
-                f"window_seconds must be greater than 0, not {window_seconds!r}."
-            )
+        require_whole("max_attempts", max_attempts)
+        require_positive("window_seconds", window_seconds)
         self.max_attempts = max_attempts
         self.window_seconds = window_seconds
         self.namespace = namespace
@@ -111,7 +119,7 @@ class AttemptThrottle:
 
     def _status(self, found: ThrottleCount) -> ThrottleStatus:
         blocked = found.attempts >= self.max_attempts
-        retry_after = max(1, math.ceil(found.ttl)) if blocked else 0
+        retry_after = whole_seconds(found.ttl) if blocked else 0
         return ThrottleStatus(found.attempts, blocked, retry_after)
 
     def _outage(self, exc: StorageError) -> ThrottleStatus:
@@ -194,11 +202,9 @@ def _as_int(value: object) -> int:
     return int(str(value))
 
 
-def _counter_for(backend: object) -> Storage | _CommandCounter:
-    from .storage import is_redis_client, storage_from_client
-
+def _counter_for(backend: object) -> ThrottleStorage | _CommandCounter:
     if isinstance(backend, Storage):
-        return backend
+        return cast(ThrottleStorage, backend)
     if is_redis_client(backend):
         return storage_from_client(backend)
     if isinstance(backend, ThrottleBackend):

@@ -7,7 +7,7 @@ import hmac
 import re
 import secrets
 
-from .storage.base import Storage
+from .storage.base import TokenStorage
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -57,7 +57,7 @@ def verify_opaque_token(plaintext: object, token_hash: object) -> bool:
 
 
 def issue_opaque_token(
-    storage: Storage, subject: str, ttl_seconds: float, *, nbytes: int = 32
+    storage: TokenStorage, subject: str, ttl_seconds: float, *, nbytes: int = 32
 ) -> str:
     """Store a new single-use token for ``subject`` (a user id, say) and
     return its plaintext. Only the hash is stored, with a TTL.
@@ -75,7 +75,7 @@ def issue_opaque_token(
     return plaintext
 
 
-def consume_opaque_token(storage: Storage, plaintext: object) -> str | None:
+def consume_opaque_token(storage: TokenStorage, plaintext: object) -> str | None:
     """Use a token once: its subject, or None when unknown, expired, malformed
     or already used. Of many concurrent consumers exactly one wins.
 

@@ -59,8 +59,10 @@ def cli_lines() -> list[str]:
     return lines
 
 
+@pytest.mark.redis
 @pytest.mark.parametrize("command", cli_lines())
-def test_console_lines_run(command: str) -> None:
+def test_console_lines_run(command: str, redis_server: str, redis_prefix: str) -> None:
+    # The CLI sees a running server's state only through shared storage.
     flask = Path(sys.executable).with_name("flask")
     result = subprocess.run(
         [str(flask), *command.split()[1:]],
@@ -68,7 +70,11 @@ def test_console_lines_run(command: str) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "LOCKOUT_STORAGE_URI": "memory://"},
+        env={
+            **os.environ,
+            "LOCKOUT_STORAGE_URI": redis_server,
+            "FLASK_LOCKOUT_KEY_PREFIX": redis_prefix,
+        },
     )
     assert result.returncode == 0, result.stderr
 

@@ -31,20 +31,44 @@ def test_login_app_locks_after_five_wrong_passwords() -> None:
     client = login_client()
     assert client.get("/login").status_code == 200
     wrong = {"email": "Alice@Example.com ", "password": "guess"}
-    assert [client.post("/login", data=wrong).status_code for _ in range(5)] == [
-        401
-    ] * 5
+    answers = [client.post("/login", data=wrong) for _ in range(5)]
+    # Post/Redirect/Get: each wrong password is a flash and a redirect.
+    assert [a.status_code for a in answers] == [302] * 5
+    assert b"Wrong email or password." in client.get("/login").data
     locked = client.post("/login", data=ALICE)
     assert locked.status_code == 429
     assert locked.headers["Retry-After"] == "60"
+    assert b"Try again in 1 minute." in locked.data
 
 
 def test_login_app_signs_in_by_form_and_json() -> None:
     client = login_client()
-    response = client.post("/login", data=ALICE)
-    assert response.status_code == 200
+    response = client.post("/login", data=ALICE, follow_redirects=True)
     assert b"Welcome, alice@example.com." in response.data
-    assert client.post("/api/login", json=ALICE).json == {"ok": True}
+    assert "token" in client.post("/api/login", json=ALICE).json
+
+
+def test_a_success_forgives_the_account_but_not_the_address() -> None:
+    client = login_client()
+    wrong = {"email": "alice@example.com", "password": "guess"}
+    for _ in range(4):
+        client.post("/login", data=wrong)
+    client.post("/login", data=ALICE)  # alice's own failures are forgiven
+    # Another browser at the same address (no device cookie): the address
+    # keeps its four failures, so the next one locks it.
+    other = client.application.test_client()
+    assert other.post("/login", data={**wrong, "email": "bob@x"}).status_code == 302
+    assert other.post("/login", data=ALICE).status_code == 429
+    # Alice's own browser has a device cookie: its own bucket, ip included.
+    assert client.post("/login", data=ALICE).status_code == 302
+
+
+def test_html_and_json_logins_share_one_budget() -> None:
+    client = login_client()
+    form = {"email": "alice@example.com", "password": "guess"}
+    answers = [client.post("/login", data=form).status_code for _ in range(3)]
+    answers += [client.post("/api/login", json=form).status_code for _ in range(3)]
+    assert answers == [302, 302, 302, 401, 401, 429]
 
 
 def test_login_app_json_lockout() -> None:
@@ -57,6 +81,8 @@ def test_login_app_json_lockout() -> None:
     refused = client.post("/api/login", json=ALICE)
     assert refused.status_code == 429
     assert refused.json["retry_after"] == 60
+    missing = client.post("/api/login", json={"password": "x"})
+    assert missing.status_code == 400 and "error" in missing.json
 
 
 @pytest.mark.redis
@@ -66,7 +92,7 @@ def test_login_app_on_redis(redis_server: str, redis_prefix: str) -> None:
     )
     bad = {"email": "alice@example.com", "password": "x"}
     assert [client.post("/login", data=bad).status_code for _ in range(6)] == [
-        401
+        302
     ] * 5 + [429]
 
 

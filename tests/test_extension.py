@@ -12,13 +12,13 @@ from flask_lockout import (
     ConfigurationError,
     Lockout,
     MemoryStorage,
+    Storage,
     failure_recorded,
     locked_out,
     lockout_reset,
     rate_limited,
     storage_error,
 )
-from flask_lockout.storage import Storage
 
 from .redis_proc import free_port
 
@@ -37,6 +37,7 @@ def make_app(config: dict[str, Any] | None = None, storage: object = None) -> Fl
         app.extensions["test_verified"].append(request.form["email"])
         email = request.form["email"].strip().casefold()
         if PASSWORDS.get(email) == request.form.get("password"):
+            lockout.succeeded()
             return "welcome", 200
         return "bad credentials", 401
 
@@ -45,6 +46,7 @@ def make_app(config: dict[str, Any] | None = None, storage: object = None) -> Fl
     def api_login() -> Any:
         body = request.get_json()
         if body.get("password") == "right":
+            lockout.succeeded()
             return jsonify(ok=True)
         abort(401)
 
@@ -56,15 +58,19 @@ def make_app(config: dict[str, Any] | None = None, storage: object = None) -> Fl
     @app.post("/async")
     @lockout.lockout_on_failure(by="form:email")
     async def async_login() -> tuple[str, int]:
-        return (
-            ("welcome", 200) if request.form.get("password") == "right" else ("no", 401)
-        )
+        if request.form.get("password") == "right":
+            lockout.succeeded()
+            return "welcome", 200
+        return "no", 401
 
     class OtpView(MethodView):
         decorators = [lockout.lockout_on_failure(by="view_arg:user")]
 
         def post(self, user: str) -> tuple[str, int]:
-            return ("ok", 200) if request.form.get("code") == "123456" else ("no", 403)
+            if request.form.get("code") == "123456":
+                lockout.succeeded()
+                return "ok", 200
+            return "no", 403
 
     app.add_url_rule("/otp/<user>", view_func=OtpView.as_view("otp"))
 
@@ -132,7 +138,11 @@ def captured(*signals: Any) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         ("LOCKOUT_STORAGE_URI", "mongodb://nope"),
         ("LOCKOUT_DEFAULT_LIMITS", "lots/min"),
         ("LOCKOUT_ENABLED", "maybe"),
-        ("LOCKOUT_FAIL_OPEN", 2),
+        ("LOCKOUT_FAIL_MODE", "sometimes"),
+        ("LOCKOUT_FAIL_OPEN", False),
+        ("LOCKOUT_STORAGE_RETRY_SECONDS", 0),
+        ("LOCKOUT_EVENTS_MAX", 0),
+        ("LOCKOUT_METRICS", "perhaps"),
         ("LOCKOUT_TRUSTED_PROXIES", ["10.0.0.0/33"]),
         ("LOCKOUT_TRUSTED_HEADER", "X-Client-IP"),
         ("LOCKOUT_IPV6_PREFIX", 129),
@@ -153,16 +163,39 @@ def test_bad_config_fails_at_init_app_naming_the_key(key: str, value: object) ->
 
 def test_config_from_environment_strings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLASK_LOCKOUT_MAX_FAILURES", "7")
-    monkeypatch.setenv("FLASK_LOCKOUT_FAIL_OPEN", "false")
+    monkeypatch.setenv("FLASK_LOCKOUT_FAIL_MODE", "closed")
+    monkeypatch.setenv("FLASK_LOCKOUT_HEADERS_ENABLED", "0")
+    monkeypatch.setenv("FLASK_LOCKOUT_DEVICE_COOKIES", "1")
+    monkeypatch.setenv("FLASK_SECRET_KEY", "s3cret")
     monkeypatch.setenv("FLASK_LOCKOUT_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.0/16")
     app = Flask(__name__)
     app.config.from_prefixed_env()
     Lockout(app)
-    settings = app.extensions["lockout"].settings
+    state = app.extensions["lockout"]
+    settings = state.settings
     assert settings.policy.max_failures == 7
-    assert settings.fail_open is False
+    assert settings.fail_mode == "closed"
+    assert settings.headers_enabled is False
+    assert state.device_cookies is True
     assert len(settings.trusted_proxies) == 2
     assert app.config["LOCKOUT_BASE_LOCK_SECONDS"] == 60  # defaults written back
+
+
+def test_unknown_lockout_keys_are_warned_about_with_the_nearest() -> None:
+    app = Flask(__name__)
+    app.config["LOCKOUT_MAX_FAILURE"] = 3
+    with pytest.warns(UserWarning, match="LOCKOUT_MAX_FAILURE .*LOCKOUT_MAX_FAILURES"):
+        Lockout(app)
+
+
+def test_device_cookies_default_to_the_secret_key() -> None:
+    with_secret = Flask(__name__)
+    with_secret.config["SECRET_KEY"] = "s3cret"
+    Lockout(with_secret)
+    without = Flask(__name__)
+    Lockout(without)
+    assert with_secret.extensions["lockout"].device_cookies is True
+    assert without.extensions["lockout"].device_cookies is False
 
 
 def test_second_init_app_is_refused() -> None:
@@ -208,7 +241,7 @@ def test_locks_after_max_failures_with_retry_after() -> None:
     )
     assert locked.status_code == 429
     assert locked.headers["Retry-After"] == "60"
-    assert b"<h1>Too Many Requests</h1>" in locked.data
+    assert b"Try again in 1 minute." in locked.data
     assert locked.mimetype == "text/html"
 
 
@@ -517,23 +550,24 @@ def test_bad_key_spec_fails_at_decoration_time(bad: Any) -> None:
 # -- storage outages ------------------------------------------------------------------
 
 
-def dead_redis_app(fail_open: bool) -> Flask:
+def dead_redis_app(mode: str) -> Flask:
     return make_app(
         {
             "LOCKOUT_STORAGE_URI": f"redis://127.0.0.1:{free_port()}/0",
-            "LOCKOUT_FAIL_OPEN": fail_open,
+            "LOCKOUT_FAIL_MODE": mode,
         }
     )
 
 
 def test_outage_fails_open_without_a_5xx() -> None:
-    app = dead_redis_app(fail_open=True)
+    app = dead_redis_app("open")
     client = app.test_client()
     with captured(storage_error) as seen:
         statuses = [wrong(client).status_code for _ in range(5)]
         statuses += [client.get("/search").status_code for _ in range(5)]
     assert statuses == [401] * 5 + [200] * 5
-    assert seen and all(name == "storage-error" for name, _ in seen)
+    # One signal for the outage, not one per request.
+    assert [name for name, _ in seen] == ["storage-error"]
     with app.app_context():
         assert app.extensions["lockout"].extension.is_locked("login:email:a") == (
             False,
@@ -542,7 +576,7 @@ def test_outage_fails_open_without_a_5xx() -> None:
 
 
 def test_outage_fails_closed_with_503() -> None:
-    client = dead_redis_app(fail_open=False).test_client()
+    client = dead_redis_app("closed").test_client()
     for response in (wrong(client), client.get("/search")):
         assert response.status_code == 503
         assert int(response.headers["Retry-After"]) >= 1
@@ -564,8 +598,19 @@ def run_cli(app: Flask, *args: str, input: str | None = None) -> Any:
     return app.test_cli_runner().invoke(args=["lockout", *args], input=input)
 
 
-def test_cli_status_list_reset() -> None:
+def test_cli_on_memory_storage_says_it_cannot_see_the_server() -> None:
     app = make_app()
+    for args in (("status", "login:email:a@x"), ("list",), ("reset", "a:b:c")):
+        result = run_cli(app, *args)
+        assert result.exit_code == 1
+        assert "memory://" in result.output and "cannot see" in result.output
+    assert run_cli(app, "status", "alice").exit_code == 2  # bad usage first
+
+
+def test_cli_status_list_reset() -> None:
+    import fakeredis
+
+    app = make_app(storage=fakeredis.FakeRedis())
     client = app.test_client()
     for _ in range(3):
         wrong(client, environ_base={"REMOTE_ADDR": "203.0.113.7"})
@@ -608,4 +653,4 @@ def test_cli_policy_simulates_the_engine() -> None:
     # Five guesses at 0 s, then one as each lock ends: 60, 180, 420, 900 and
     # 1860 s; the sixth lock runs to 3780 s, past the hour.
     assert "per hour: 10" in output
-    assert "10/minute allow" in output
+    assert "on average at most 600 per hour" in output

@@ -1,9 +1,8 @@
-"""Cookies, opaque tokens, hardened static files and device cookies."""
+"""Opaque tokens, hardened static files and device cookies."""
 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,87 +15,16 @@ from flask_lockout import (
     Lockout,
     MemoryStorage,
     RedisStorage,
-    clear_cookie,
+    Storage,
     consume_opaque_token,
     generate_opaque_token,
     hash_opaque_token,
     issue_opaque_token,
-    set_cookie,
     verify_opaque_token,
 )
 from flask_lockout.device import COOKIE_NAME
-from flask_lockout.storage import Storage
 
 from .conftest import Backend, run_in_threads
-
-# -- cookies --------------------------------------------------------------------
-
-
-def cookie_header(**kwargs: Any) -> str:
-    response = Response()
-    set_cookie(
-        response, kwargs.pop("name", "sid"), kwargs.pop("value", "abc"), **kwargs
-    )
-    return response.headers["Set-Cookie"]
-
-
-def test_secure_defaults() -> None:
-    header = cookie_header()
-    assert "Secure" in header and "HttpOnly" in header and "SameSite=Lax" in header
-    assert "Path=/" in header
-
-
-def test_defaults_come_from_config() -> None:
-    app = Flask(__name__)
-    app.config.update(LOCKOUT_COOKIE_SECURE=False, LOCKOUT_COOKIE_SAMESITE="Strict")
-    with app.app_context():
-        header = cookie_header()
-    assert "Secure" not in header and "SameSite=Strict" in header
-
-
-def test_max_age_is_clamped_to_400_days() -> None:
-    assert "Max-Age=34560000" in cookie_header(max_age=10**9)
-    assert "Max-Age=3600" in cookie_header(max_age=timedelta(hours=1))
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"samesite": "None", "secure": False}, "SameSite=None needs secure"),
-        ({"partitioned": True, "secure": False}, "Partitioned needs secure"),
-        ({"name": "__Secure-id", "secure": False}, "prefix needs secure"),
-        ({"name": "__HOST-id", "secure": False}, "prefix needs secure"),
-        ({"name": "__Host-id", "domain": "example.com"}, "__Host- cookie needs"),
-        ({"name": "__host-id", "path": "/app"}, "__Host- cookie needs"),
-        ({"name": "sid; Path=/evil"}, "not a valid token"),
-        ({"name": "a b"}, "not a valid token"),
-        ({"name": ""}, "not a valid token"),
-        ({"value": "a;b"}, "encode it first"),
-        ({"value": "caf\u00e9"}, "encode it first"),
-        ({"value": "a\r\nSet-Cookie: x=1"}, "encode it first"),
-        ({"value": "x" * 5000}, "over 4096 bytes"),
-        ({"max_age": -1}, "max_age"),
-        ({"samesite": "sometimes"}, "samesite"),
-    ],
-)
-def test_cookies_browsers_would_reject_are_refused(
-    kwargs: dict[str, Any], message: str
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        cookie_header(**kwargs)
-
-
-def test_clear_cookie_repeats_the_attributes() -> None:
-    response = Response()
-    clear_cookie(response, "__Host-sid")
-    header = response.headers["Set-Cookie"]
-    assert header.startswith("__Host-sid=;")
-    assert "Max-Age=0" in header and "Secure" in header and "Path=/" in header
-    response = Response()
-    clear_cookie(response, "pref", path="/app", domain="example.com")
-    header = response.headers["Set-Cookie"]
-    assert "Path=/app" in header and "Domain=example.com" in header
-
 
 # -- opaque tokens -----------------------------------------------------------------
 
@@ -186,6 +114,7 @@ def test_token_api_fails_closed_on_outage() -> None:
 
     app = Flask(__name__)
     app.config["LOCKOUT_STORAGE_URI"] = f"redis://127.0.0.1:{free_port()}/0"
+    app.config["LOCKOUT_FAIL_MODE"] = "open"
     lockout = Lockout(app)  # fail open, yet a token cannot be trusted unchecked
     with app.test_request_context(), pytest.raises(StorageOutage):
         lockout.consume_token("anything")
@@ -311,9 +240,16 @@ def device_app(**config: Any) -> Flask:
     @app.post("/login")
     @lockout.lockout_on_failure(by="form:email")
     def login() -> tuple[str, int]:
-        return ("ok", 200) if request.form.get("password") == "right" else ("no", 401)
+        email = request.form["email"].strip().casefold()  # a lenient lookup
+        if PASSWORDS.get(email) == request.form.get("password"):
+            lockout.succeeded()
+            return "ok", 200
+        return "no", 401
 
     return app
+
+
+PASSWORDS = {"alice@x": "right", "bob@x": "right", "alice@x.evil": "mine"}
 
 
 def login(client: Any, email: str, password: str) -> int:
@@ -333,8 +269,57 @@ def test_the_owners_device_survives_a_lockout_from_elsewhere() -> None:
         401,
         429,
     ]
-    assert login(owner, "Alice@X", "right") == 200  # the known device
+    assert login(owner, "alice@x", "right") == 200  # the known device
     assert login(attacker, "alice@x", "right") == 429  # everyone else
+    # The cookie names the exact spelling that authenticated.
+    assert login(owner, "Alice@X", "right") == 429
+
+
+def test_a_cookie_earned_on_one_account_opens_no_bucket_for_another() -> None:
+    app = device_app()
+    attacker = app.test_client()
+    assert login(attacker, "alice@x.evil", "mine") == 200
+    assert attacker.get_cookie(COOKIE_NAME) is not None
+    guesses = [login(attacker, "alice@x", f"guess{i}") for i in range(5)]
+    assert guesses == [401, 401, 401, 429, 429]
+
+
+def test_device_cookies_have_their_own_ip_allowance() -> None:
+    app = device_app()
+
+    @app.post("/login-ip")
+    @app.extensions["lockout"].extension.lockout_on_failure(by=("ip", "form:email"))
+    def login_ip() -> tuple[str, int]:
+        if request.form.get("password") == "right":
+            app.extensions["lockout"].extension.succeeded()
+            return "ok", 200
+        return "no", 401
+
+    office = {"REMOTE_ADDR": "198.51.100.20"}
+    owner, sprayer = app.test_client(), app.test_client()
+    assert (
+        owner.post(
+            "/login-ip",
+            data={"email": "alice@x", "password": "right"},
+            environ_base=office,
+        ).status_code
+        == 200
+    )
+    # An attacker on the same office address sprays other accounts.
+    for i in range(5):
+        sprayer.post(
+            "/login-ip",
+            data={"email": f"user{i}@x", "password": "no"},
+            environ_base=office,
+        )
+    refused = sprayer.post(
+        "/login-ip", data={"email": "carol@x", "password": "no"}, environ_base=office
+    )
+    assert refused.status_code == 429  # the shared address is locked
+    known = owner.post(
+        "/login-ip", data={"email": "alice@x", "password": "right"}, environ_base=office
+    )
+    assert known.status_code == 200
 
 
 def test_a_device_that_fails_too_often_is_locked_on_its_own() -> None:

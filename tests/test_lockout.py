@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from flask_lockout import LockoutConfig, LoginLockout, MemoryStorage
-from flask_lockout.lockout import BACKOFF_SCHEDULE_LENGTH
+from flask_lockout.policy import BACKOFF_SCHEDULE_LENGTH
 
 from .conftest import Backend, FakeClock
 
@@ -186,19 +186,38 @@ def test_keys_are_independent_including_hostile_ones(backend: Backend) -> None:
 # -- reservations ---------------------------------------------------------------
 
 
-def test_reservations_never_exceed_the_remaining_budget(backend: Backend) -> None:
+def test_an_attempt_counts_as_a_failure_when_it_is_reserved(
+    backend: Backend,
+) -> None:
     lockout = make(backend)
     lockout.record_failure("k")  # two failures left before the lock
     first, second, third = (lockout.attempt("k") for _ in range(3))
     assert first.granted and second.granted
-    assert not third.granted and not third.locked and third.retry_after >= 1
+    # The second attempt was the last the policy allows: it locked the key.
+    assert (third.granted, third.locked, third.retry_after) == (False, True, 1)
+    assert second.failed() == (True, 1)
+    # Giving back an older attempt once a lock came since changes nothing.
     first.release()
-    fourth = lockout.attempt("k")
-    assert fourth.granted
-    second.failed()
-    assert fourth.failed() == (True, 1)
-    refused = lockout.attempt("k")
-    assert (refused.granted, refused.locked, refused.retry_after) == (False, True, 1)
+    assert lockout.is_locked("k") == (True, 1)
+
+
+def test_giving_back_the_last_attempt_undoes_it_exactly(backend: Backend) -> None:
+    lockout = make(backend)
+    lockout.record_failure("k")
+    lockout.record_failure("k")
+    attempt = lockout.attempt("k")
+    assert attempt.granted and lockout.is_locked("k") == (True, 1)
+    attempt.release()  # no verdict: the lock it made is undone
+    assert lockout.is_locked("k") == (False, 0)
+    assert lockout.attempt("k").failed() == (True, 1)
+
+
+def test_an_attempt_outliving_its_view_stays_a_failure(backend: Backend) -> None:
+    lockout = make(backend, max_failures=2, window_seconds=60)
+    slow = lockout.attempt("k", reservation_seconds=0.5)
+    backend.advance(0.7)
+    slow.release()  # too late to give back: it counts
+    assert lockout.attempt("k").failed() == (True, 1)
 
 
 def test_probation_allows_one_attempt_at_a_time(backend: Backend) -> None:
@@ -212,23 +231,13 @@ def test_probation_allows_one_attempt_at_a_time(backend: Backend) -> None:
     assert lockout.attempt("k").granted
 
 
-def test_success_keeps_other_reservations(backend: Backend) -> None:
+def test_success_clears_the_key_and_attempts_in_flight(backend: Backend) -> None:
     lockout = make(backend)
     attempts = [lockout.attempt("k") for _ in range(3)]
-    assert all(a.granted for a in attempts)
+    assert all(a.granted for a in attempts) and lockout.is_locked("k")[0]
     attempts[0].succeeded()
-    # Two attempts are still in flight; only one more fits the clean budget.
-    assert lockout.attempt("k").granted
-    assert not lockout.attempt("k").granted
-
-
-def test_unsettled_reservation_expires(backend: Backend) -> None:
-    lockout = make(backend, max_failures=1)
-    leaked = lockout.attempt("k", reservation_seconds=1)
-    assert leaked.granted
-    assert not lockout.attempt("k").granted
-    backend.advance(1.2)
-    assert lockout.attempt("k").granted
+    assert lockout.is_locked("k") == (False, 0)
+    assert [lockout.attempt("k").granted for _ in range(4)] == [True] * 3 + [False]
 
 
 def test_attempt_context_releases_an_unsettled_attempt(backend: Backend) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from flask_lockout import Limit, SlidingWindowStore, parse_limit, parse_limits
-from flask_lockout.ratelimit import sliding_window_decision
+from flask_lockout.limits import sliding_window_decision
 
 from .conftest import Backend, FakeClock
 

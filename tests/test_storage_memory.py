@@ -12,7 +12,7 @@ from flask_lockout import (
     SlidingWindowStore,
     storage_from_uri,
 )
-from flask_lockout.storage import as_storage, storage_from_client
+from flask_lockout.storage.factory import as_storage, storage_from_client
 
 from .conftest import FakeClock
 
@@ -22,9 +22,12 @@ POLICY = LockoutConfig(max_failures=2, base_lock_seconds=60, window_seconds=60)
 def test_the_bound_holds(clock: FakeClock) -> None:
     storage = MemoryStorage(clock=clock, max_keys=100)
     lockout = LoginLockout(POLICY, storage=storage)
+    throttle = AttemptThrottle(storage, 5, 60)
     for i in range(1000):
         lockout.record_failure(f"fresh-{i}")
-    assert len(storage) == 100
+        throttle.hit(f"fresh-{i}")
+    # The bound, plus one shared overflow bucket per kind.
+    assert len(storage) <= 100 + 2
 
 
 def test_a_flood_of_fresh_keys_never_unlocks_anyone(clock: FakeClock) -> None:
@@ -49,7 +52,7 @@ def test_a_flood_of_fresh_keys_never_unlocks_anyone(clock: FakeClock) -> None:
         lockout.record_failure(f"attacker-{i}")
         throttle.hit(f"attacker-{i}")
         limits.hit(f"attacker-{i}", "5/min")
-    assert len(storage) == 50
+    assert len(storage) <= 50 + 3
     for key in victims:
         assert lockout.is_locked(key) == (True, 60)
     assert lockout.record_failure(on_probation) == (True, 120)
@@ -91,18 +94,39 @@ def test_attempts_in_flight_are_not_evicted(clock: FakeClock) -> None:
     assert not lockout.attempt("victim").granted
 
 
-def test_when_only_locks_remain_the_earliest_expiring_goes(clock: FakeClock) -> None:
-    storage = MemoryStorage(clock=clock, max_keys=2)
-    lockout = LoginLockout(
-        LockoutConfig(max_failures=1, base_lock_seconds=10), storage=storage
-    )
-    lockout.record_failure("first")
-    clock.advance(1)
-    lockout.record_failure("second")
-    clock.advance(1)
-    lockout.record_failure("third")
-    assert lockout.is_locked("first") == (False, 0)
-    assert lockout.is_locked("second")[0] and lockout.is_locked("third")[0]
+def test_a_full_store_protects_new_keys_with_a_shared_bucket(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = MemoryStorage(clock=clock, max_keys=10)
+    lockout = LoginLockout(POLICY, storage=storage)
+    for i in range(10):  # one failure each: counts that must not be lost
+        lockout.record_failure(f"account-{i}")
+    with caplog.at_level("WARNING", logger="flask_lockout"):
+        # New keys share one bucket: two failures across them lock them all.
+        assert lockout.record_failure("new-a") == (False, 0)
+        assert lockout.record_failure("new-b") == (True, 60)
+        assert lockout.attempt("new-c").locked
+        for i in range(100):
+            lockout.record_failure(f"flood-{i}")
+    warnings = [r.message for r in caplog.records if "overflow" in r.message]
+    assert len(warnings) == 1 and "LOCKOUT_MEMORY_MAX_KEYS" in warnings[0]
+    # Every failure count survived the flood: one more locks each account.
+    assert all(lockout.record_failure(f"account-{i}") == (True, 60) for i in range(10))
+
+
+def test_a_flood_never_resets_a_failure_count(clock: FakeClock) -> None:
+    """The docs' OTP recipe: a 300-key store, filled with locked junk keys,
+    must not forget the victim's count (it took 1000 codes before)."""
+    storage = MemoryStorage(clock=clock, max_keys=300)
+    lockout = LoginLockout(LockoutConfig(max_failures=5), storage=storage)
+    for _ in range(4):
+        lockout.record_failure("otp:user:victim")
+    for i in range(2000):
+        lockout.record_failure(f"otp:user:junk-{i}")
+    guesses = 0
+    while lockout.attempt("otp:user:victim").granted:
+        guesses += 1
+    assert guesses == 1
 
 
 def test_memory_store_is_thread_safe(clock: FakeClock) -> None:

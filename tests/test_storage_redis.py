@@ -23,6 +23,8 @@ from flask_lockout import (
     StorageUnavailable,
     storage_from_uri,
 )
+from flask_lockout.policy import Outcome
+from flask_lockout.storage.base import AttemptKey, Settlement
 
 from .redis_proc import private_cluster, private_redis
 
@@ -86,7 +88,8 @@ def test_each_decision_is_one_round_trip(redis_server: str, redis_prefix: str) -
         client.sent = []
         decide()
         expected = 2 if name == "attempt" else 1  # reserve, then release
-        assert client.sent == ["EVALSHA"] * expected, name
+        command = "DEL" if name == "record_success" else "EVALSHA"
+        assert client.sent == [command] * expected, name
     client.close()
     cleanup = redis.Redis.from_url(redis_server)
     for key in cleanup.scan_iter(match=f"{redis_prefix}:*"):
@@ -110,31 +113,43 @@ def test_several_keys_reserve_and_settle_in_one_round_trip_each(
     redis_client: redis.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = RedisStorage(redis_client, prefix=redis_prefix)
-    keys = ["login:ip:203.0.113.7", "login:email:alice@example.com"]
+    keys = [AttemptKey("login:ip:203.0.113.7"), AttemptKey("login:email:a@x", "ab")]
     storage.lockout_reserve_all(keys, POLICY, "warm", 30)  # scripts loaded
-    storage.lockout_settle_all([(k, "release") for k in keys], POLICY, "warm")
+    release = [Settlement(k.key, Outcome.RELEASE, k.spelling) for k in keys]
+    storage.lockout_settle_all(release, POLICY, "warm")
     sent = socket_round_trips(monkeypatch)
     granted = storage.lockout_reserve_all(keys, POLICY, "t1", 30)
     assert [g.granted for g in granted] == [True, True]
     assert sent[0] == 1
-    states = storage.lockout_settle_all([(k, "failure") for k in keys], POLICY, "t1")
-    assert sent[0] == 2
-    assert [s.failures for s in states] == [1, 1]
+    # A wrong password needs nothing more: the reservation counted it.
+    failure = [Settlement(k.key, Outcome.FAILURE) for k in keys]
+    storage.lockout_settle_all(failure, POLICY, "t1")
+    assert sent[0] == 1
+    assert [storage.lockout_status(k.key, POLICY).failures for k in keys] == [1, 1]
+    granted = storage.lockout_reserve_all(keys, POLICY, "t2", 30)
+    sent[0] = 0
+    success = [Settlement(k.key, Outcome.SUCCESS, k.spelling) for k in keys]
+    storage.lockout_settle_all(success, POLICY, "t2")
+    assert sent[0] == 1
 
 
 def test_batches_survive_a_script_cache_flush(need_redis_server_binary: None) -> None:
     with private_redis() as server:
         storage = storage_from_uri(server.url)
-        keys = ["a", "b", "c"]
+        keys = [AttemptKey(k) for k in ("a", "b", "c")]
         storage.lockout_reserve_all(keys, POLICY, "t0", 30)
         server.client().script_flush()
         granted = storage.lockout_reserve_all(keys, POLICY, "t1", 30)
         assert all(g.granted for g in granted)
         server.client().script_flush()
-        states = storage.lockout_settle_all(
-            [(k, "failure") for k in keys], POLICY, "t1"
+        storage.lockout_settle_all(
+            [Settlement(k.key, Outcome.RELEASE) for k in keys], POLICY, "t1"
         )
-        assert [s.failures for s in states] == [1, 1, 1]
+        assert [storage.lockout_status(k.key, POLICY).failures for k in keys] == [
+            1,
+            1,
+            1,
+        ]
 
 
 def test_script_cache_flush_is_survived(need_redis_server_binary: None) -> None:
@@ -277,13 +292,11 @@ def test_redis_cluster(need_redis_server_binary: None) -> None:
             storage.client.keyslot(storage.storage_key(key, "lock")) for key in keys
         }
         assert len(slots) > 3  # the keys really are spread over the cluster
-        batch = [f"batch:{i}" for i in range(12)]  # spread over the nodes
+        batch = [AttemptKey(f"batch:{i}") for i in range(12)]  # over the nodes
         assert all(
             r.granted for r in storage.lockout_reserve_all(batch, POLICY, "t", 30)
         )
-        states = storage.lockout_settle_all(
-            [(k, "failure") for k in batch], POLICY, "t"
-        )
+        states = [storage.lockout_status(k.key, POLICY) for k in batch]
         assert [s.failures for s in states] == [1] * 12
         limits = SlidingWindowStore(storage)
         limits.reset()  # scans every node
@@ -294,7 +307,7 @@ def test_redis_cluster(need_redis_server_binary: None) -> None:
 def assert_login_flow_on(uri: str) -> None:
     app = Flask(__name__)
     app.config.update(
-        LOCKOUT_STORAGE_URI=uri, LOCKOUT_MAX_FAILURES=3, LOCKOUT_FAIL_OPEN=False
+        LOCKOUT_STORAGE_URI=uri, LOCKOUT_MAX_FAILURES=3, LOCKOUT_FAIL_MODE="closed"
     )
     lockout = Lockout(app)
 

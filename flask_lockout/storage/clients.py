@@ -35,7 +35,7 @@ def redis_client(uri: str) -> Any:
     try:
         import redis
     except ImportError as exc:
-        raise ConfigurationError(_missing("redis", uri)) from exc
+        raise ConfigurationError(missing_package("redis", uri)) from exc
     return redis.Redis.from_url(uri, **_client_options({}))
 
 
@@ -46,7 +46,7 @@ def valkey_client(uri: str) -> Any:
         from valkey.exceptions import ConnectionError
         from valkey.retry import Retry
     except ImportError as exc:
-        raise ConfigurationError(_missing("valkey", uri)) from exc
+        raise ConfigurationError(missing_package("valkey", uri)) from exc
     return valkey.Valkey.from_url(
         uri,
         socket_timeout=DEFAULT_SOCKET_TIMEOUT,
@@ -59,7 +59,7 @@ def cluster_client(uri: str) -> Any:
     try:
         from redis.cluster import ClusterNode, RedisCluster
     except ImportError as exc:
-        raise ConfigurationError(_missing("redis", uri)) from exc
+        raise ConfigurationError(missing_package("redis", uri)) from exc
     parts = urlsplit(uri)
     netloc = parts.netloc
     auth: dict[str, Any] = {}
@@ -83,8 +83,8 @@ def cluster_client(uri: str) -> Any:
     return RedisCluster(startup_nodes=nodes, retry=retry, **options)
 
 
-def _missing(package: str, uri: str) -> str:
+def missing_package(package: str, uri: str) -> str:
     return (
         f"LOCKOUT_STORAGE_URI {uri.split('://')[0]}:// needs the {package} package:"
-        f" pip install Flask-Lockout[{package}]"
+        f' pip install "Flask-Lockout[{package}]"'
     )

@@ -3,63 +3,34 @@
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from ..ratelimit import combine, sliding_window_decision
-from .base import LockState, RateLimitResult, Reservation, Storage, ThrottleCount
+from ..errors import StorageError
+from ..limits import Limit, RateLimitResult, combine, sliding_window_decision
+from ..policy import LockoutConfig, LockRecord, LockState, Outcome, Reservation
+from .base import AttemptKey, Settlement, Storage, ThrottleCount
 
-if TYPE_CHECKING:
-    from ..limits import Limit
-    from ..lockout import LockoutConfig
+logger = logging.getLogger("flask_lockout")
 
 #: Default bound on the number of keys the memory store holds.
 DEFAULT_MAX_KEYS = 100_000
 
-
-@dataclass(slots=True)
-class _LockRecord:
-    failures: int = 0
-    window_start: float = 0.0
-    lock_number: int = 0
-    locked_until: float = 0.0
-    last_failure: float = 0.0
-    state_expires: float = -math.inf
-    reservations: dict[str, float] = field(default_factory=dict)
-
-    def forget_if_clean(self, now: float) -> None:
-        if now >= self.state_expires:
-            self.failures = self.lock_number = 0
-            self.locked_until = 0.0
-            self.state_expires = -math.inf
-        for token, until in list(self.reservations.items()):
-            if until <= now:
-                del self.reservations[token]
-
-    def state(self, now: float) -> LockState:
-        locked = self.locked_until > now
-        retry_after = math.ceil(self.locked_until - now) if locked else 0
-        return LockState(locked, retry_after, self.failures, self.lock_number)
-
-    def expires_at(self) -> float:
-        return max(self.state_expires, *self.reservations.values(), -math.inf)
-
-    def protected(self, now: float) -> bool:
-        # Evicting these would unlock someone or hand out extra attempts.
-        return (
-            self.locked_until > now or self.lock_number > 0 or bool(self.reservations)
-        )
+#: The identifier of the shared bucket that new keys use once protected
+#: state fills the store.
+OVERFLOW = "~overflow"
 
 
-@dataclass(slots=True)
 class _Entry:
-    value: object
-    expires_at: float
+    __slots__ = ("value", "expires_at")
+
+    def __init__(self, value: object, expires_at: float) -> None:
+        self.value = value
+        self.expires_at = expires_at
 
 
 class MemoryStorage(Storage):
@@ -68,9 +39,11 @@ class MemoryStorage(Storage):
     :param clock: returns seconds; defaults to :func:`time.monotonic`. Tests
         pass a clock they can step.
     :param max_keys: the most keys held. Past it, expired keys go first, then
-        the least recently used counters; locked keys, keys on probation and
-        keys with attempts in flight go last, earliest expiry first, so
-        flooding the store with fresh keys never unlocks anyone.
+        the least recently used rate-limit windows and throttle counters.
+        Lockout state (failures, locks, probation, pending attempts) and
+        tokens are never evicted: when they fill the store, new keys share
+        one overflow bucket per kind, which locks them together quickly
+        rather than leaving them unguarded, and the store logs it once.
 
     It runs no thread: expired keys are dropped when met or when room is needed.
     Each worker process has its own; use Redis to share state between them.
@@ -101,6 +74,8 @@ class MemoryStorage(Storage):
         self._entries: dict[str, _Entry] = {}
         self._plain: OrderedDict[str, None] = OrderedDict()
         self._expiry_heap: list[tuple[float, str]] = []
+        #: True once new keys had to share the overflow bucket.
+        self.overflowed = False
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -118,6 +93,34 @@ class MemoryStorage(Storage):
             self._plain.move_to_end(key)
         return entry.value
 
+    def _slot(self, skey: str, kind: str, now: float) -> str:
+        """``skey`` if it exists or room can be made for it, else the shared
+        overflow key of its kind."""
+        if skey in self._entries or self._make_room(now):
+            return skey
+        if not self.overflowed:
+            self.overflowed = True
+            logger.warning(
+                "The memory store is full of protected state (%d keys): new keys"
+                " now share one overflow bucket and lock together. Raise"
+                " LOCKOUT_MEMORY_MAX_KEYS or use Redis.",
+                self.max_keys,
+            )
+        return self.storage_key(OVERFLOW, kind)
+
+    def _make_room(self, now: float) -> bool:
+        heap = self._expiry_heap
+        while len(self._entries) >= self.max_keys:
+            while heap and not self._is_current(heap[0]):
+                heapq.heappop(heap)
+            if heap and heap[0][0] <= now:
+                self._drop(heapq.heappop(heap)[1])
+            elif self._plain:
+                self._drop(self._plain.popitem(last=False)[0])
+            else:
+                return False
+        return True
+
     def _put(
         self, key: str, value: object, expires_at: float, protected: bool, now: float
     ) -> None:
@@ -125,142 +128,122 @@ class MemoryStorage(Storage):
             self._drop(key)
             return
         entry = self._entries.get(key)
-        expiry_changed = entry is None or entry.expires_at != expires_at
         if entry is None:
             self._entries[key] = _Entry(value, expires_at)
         else:
+            if entry.expires_at == expires_at and entry.value is value:
+                if not protected and key in self._plain:
+                    self._plain.move_to_end(key)
+                return
             entry.value = value
-            entry.expires_at = expires_at
+            if entry.expires_at == expires_at:
+                expires_at = math.nan  # unchanged: no new heap item
+            else:
+                entry.expires_at = expires_at
         if protected:
             self._plain.pop(key, None)
         else:
             self._plain[key] = None
             self._plain.move_to_end(key)
-        if expiry_changed:
+        if not math.isnan(expires_at):
             heapq.heappush(self._expiry_heap, (expires_at, key))
         if len(self._expiry_heap) > 2 * len(self._entries) + 64:
             self._expiry_heap = [(e.expires_at, k) for k, e in self._entries.items()]
             heapq.heapify(self._expiry_heap)
-        if len(self._entries) > self.max_keys:
-            self._evict(now, keep=key)
 
     def _drop(self, key: str) -> None:
         self._entries.pop(key, None)
         self._plain.pop(key, None)
 
-    def _evict(self, now: float, keep: str) -> None:
-        heap = self._expiry_heap
-        while len(self._entries) > self.max_keys:
-            while heap and not self._is_current(heap[0]):
-                heapq.heappop(heap)
-            if heap and heap[0][0] <= now:
-                self._drop(heapq.heappop(heap)[1])
-            elif self._plain:
-                # The least recently used counter, possibly the one just written.
-                self._drop(self._plain.popitem(last=False)[0])
-            else:
-                victim = self._earliest_protected(keep)
-                if victim is None:
-                    return
-                self._drop(victim)
-
     def _is_current(self, item: tuple[float, str]) -> bool:
         entry = self._entries.get(item[1])
         return entry is not None and entry.expires_at == item[0]
 
-    def _earliest_protected(self, keep: str) -> str | None:
-        heap = self._expiry_heap
-        held = []
-        victim = None
-        while heap:
-            item = heapq.heappop(heap)
-            if not self._is_current(item):
-                continue
-            if item[1] == keep:
-                held.append(item)
-                continue
-            victim = item[1]
-            break
-        for item in held:
-            heapq.heappush(heap, item)
-        return victim
-
     # -- login lockout ------------------------------------------------------
 
-    def _lock_record(self, key: str, now: float) -> tuple[str, _LockRecord]:
-        skey = self.storage_key(key, "lock")
+    def _record(
+        self, key: str, policy: LockoutConfig, now: float
+    ) -> tuple[str, LockRecord]:
+        skey = self._slot(self.storage_key(key, "lock"), "lock", now)
         record = self._get(skey, now)
-        if not isinstance(record, _LockRecord):
-            record = _LockRecord()
-        record.forget_if_clean(now)
+        if not isinstance(record, LockRecord):
+            record = LockRecord()
+        record.refresh(policy, now)
         return skey, record
 
-    def _save_lock(self, skey: str, record: _LockRecord, now: float) -> None:
-        self._put(skey, record, record.expires_at(), record.protected(now), now)
+    def _save(
+        self, skey: str, record: LockRecord, policy: LockoutConfig, now: float
+    ) -> None:
+        protected = record.protected()
+        expires_at = record.expires_at(policy) if protected else now
+        self._put(skey, record, expires_at, True, now)
+
+    def lockout_reserve_all(
+        self,
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+    ) -> list[Reservation]:
+        answers = []
+        with self._lock:
+            now = self.clock()
+            for key, spelling in attempts:
+                skey, record = self._record(key, policy, now)
+                answers.append(record.reserve(policy, now, token, ttl, spelling))
+                self._save(skey, record, policy, now)
+        return answers
+
+    def lockout_settle_all(
+        self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
+    ) -> None:
+        with self._lock:
+            now = self.clock()
+            for key, outcome, spelling in settlements:
+                if outcome is Outcome.FAILURE:
+                    continue
+                if outcome is Outcome.CLEAR:
+                    self._drop(self.storage_key(key, "lock"))
+                    continue
+                skey, record = self._record(key, policy, now)
+                if outcome is Outcome.SUCCESS:
+                    record.succeed(token, spelling, now)
+                else:
+                    record.release(token, now)
+                self._save(skey, record, policy, now)
+
+    def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
+        with self._lock:
+            now = self.clock()
+            skey, record = self._record(key, policy, now)
+            record.count_failure(policy, now, "")
+            self._save(skey, record, policy, now)
+            return record.state(now)
 
     def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
         with self._lock:
             now = self.clock()
             entry = self._entries.get(self.storage_key(key, "lock"))
-            if entry is None or entry.expires_at <= now:
-                return LockState(False, 0)
+            if entry is None:
+                entry = self._entries.get(self.storage_key(OVERFLOW, "lock"))
+                if entry is None or not self.overflowed:
+                    return LockState(False, 0)
             record = entry.value
-            assert isinstance(record, _LockRecord)
-            if now >= record.state_expires:
+            if entry.expires_at <= now or not isinstance(record, LockRecord):
+                return LockState(False, 0)
+            if now >= record.state_expires(policy):
                 return LockState(False, 0)
             return record.state(now)
-
-    def lockout_failure(
-        self, key: str, policy: LockoutConfig, token: str | None = None
-    ) -> LockState:
-        with self._lock:
-            now = self.clock()
-            skey, record = self._lock_record(key, now)
-            if token is not None:
-                record.reservations.pop(token, None)
-            if record.locked_until <= now:
-                _count_failure(record, policy, now)
-            self._save_lock(skey, record, now)
-            return record.state(now)
-
-    def lockout_success(self, key: str, token: str | None = None) -> None:
-        with self._lock:
-            now = self.clock()
-            skey, record = self._lock_record(key, now)
-            if token is not None:
-                record.reservations.pop(token, None)
-            record.state_expires = -math.inf
-            record.forget_if_clean(now)
-            self._save_lock(skey, record, now)
-
-    def lockout_reserve(
-        self, key: str, policy: LockoutConfig, token: str, ttl: float
-    ) -> Reservation:
-        with self._lock:
-            now = self.clock()
-            skey, record = self._lock_record(key, now)
-            state = record.state(now)
-            if state.locked:
-                return Reservation(False, True, state.retry_after)
-            # On probation the next failure locks, so one attempt at a time.
-            budget = 1 if record.lock_number else policy.max_failures - record.failures
-            if len(record.reservations) >= budget:
-                soonest = min(record.reservations.values(), default=now + 1)
-                return Reservation(False, False, max(1, math.ceil(soonest - now)))
-            record.reservations[token] = now + ttl
-            self._save_lock(skey, record, now)
-            return Reservation(True, False, 0)
-
-    def lockout_release(self, key: str, token: str) -> None:
-        with self._lock:
-            now = self.clock()
-            skey, record = self._lock_record(key, now)
-            if record.reservations.pop(token, None) is not None:
-                self._save_lock(skey, record, now)
 
     def lockout_reset(self, key: str) -> None:
         with self._lock:
             self._drop(self.storage_key(key, "lock"))
+
+    def lockout_keys(self) -> Iterator[str]:
+        with self._lock:
+            found = [k for k in self._entries if k.endswith("}:lock")]
+        for skey in found:
+            yield self.identifier_of(skey)
 
     # -- fixed-window throttle ----------------------------------------------
 
@@ -276,7 +259,7 @@ class MemoryStorage(Storage):
     def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
         with self._lock:
             now = self.clock()
-            skey = self.storage_key(key, "throttle")
+            skey = self._slot(self.storage_key(key, "throttle"), "throttle", now)
             count = self._get(skey, now)
             entry = self._entries.get(skey)
             if not isinstance(count, int) or entry is None:
@@ -300,7 +283,8 @@ class MemoryStorage(Storage):
             now = self.clock()
             windows = []
             for key, limit in ((k, lim) for k in keys for lim in limits):
-                skey = self.storage_key(key, f"rl:{limit.count}/{limit.period_seconds}")
+                kind = f"rl:{limit.count}/{limit.period_seconds}"
+                skey = self._slot(self.storage_key(key, kind), kind, now)
                 period = limit.period_seconds
                 index = math.floor(now / period)
                 stored = self._get(skey, now)
@@ -336,10 +320,14 @@ class MemoryStorage(Storage):
             for skey in doomed:
                 self._drop(skey)
 
+    # -- single-use tokens --------------------------------------------------
+
     def token_put(self, token_hash: str, subject: str, ttl: float) -> None:
         with self._lock:
             now = self.clock()
             skey = self.storage_key(token_hash, "token")
+            if skey not in self._entries and not self._make_room(now):
+                raise StorageError("The memory store is full: no room for a token.")
             # A pending token must not be evicted before its TTL: protected.
             self._put(skey, subject, now + ttl, True, now)
 
@@ -351,38 +339,22 @@ class MemoryStorage(Storage):
             self._drop(skey)
             return subject if isinstance(subject, str) else None
 
-    def lockout_keys(self) -> Iterator[str]:
-        with self._lock:
-            found = [k for k in self._entries if k.endswith("}:lock")]
-        for skey in found:
-            yield self.identifier_of(skey)
+    # -- administration -----------------------------------------------------
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._plain.clear()
             self._expiry_heap.clear()
+            self.overflowed = False
 
     def ping(self) -> None:
         return None
 
-
-def _count_failure(record: _LockRecord, policy: LockoutConfig, now: float) -> None:
-    record.last_failure = now
-    if record.lock_number:
-        record.lock_number += 1
-        record.locked_until = now + policy.lock_seconds(record.lock_number)
-    else:
-        if record.failures == 0:
-            record.window_start = now
-        record.failures += 1
-        if record.failures >= policy.max_failures:
-            record.failures = 0
-            record.lock_number = 1
-            record.locked_until = now + policy.lock_seconds(1)
-    if record.lock_number:
-        record.state_expires = max(
-            record.last_failure + policy.reset_after_seconds, record.locked_until
-        )
-    else:
-        record.state_expires = record.window_start + policy.window_seconds
+    def describe(self, deep: bool = False) -> dict[str, object]:
+        return {
+            "backend": "memory (this process only)",
+            "keys": len(self._entries),
+            "max_keys": self.max_keys,
+            "overflowed": self.overflowed,
+        }

@@ -10,18 +10,17 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import StorageError, StorageUnavailable
-from .base import LockState, RateLimitResult, Reservation, Storage, ThrottleCount
+from ..limits import Limit, RateLimitResult
+from ..policy import MAX_SPELLINGS, LockoutConfig, LockState, Outcome, Reservation
+from .base import AttemptKey, Settlement, Storage, ThrottleCount
 from .clients import cluster_client, redis_client, valkey_client
-
-if TYPE_CHECKING:
-    from ..limits import Limit
-    from ..lockout import LockoutConfig
 
 
 def _load_script(name: str) -> str:
@@ -182,88 +181,86 @@ class RedisStorage(Storage):
 
     # -- login lockout ------------------------------------------------------
 
-    def _lockout(
-        self,
-        op: str,
-        key: str,
-        policy: LockoutConfig | None,
-        token: str = "",
-        ttl_ms: int = 0,
-    ) -> list[int]:
-        args = self._lockout_args(op, policy, token, ttl_ms)
-        reply = self._run("lockout", self._lockout_keys(key), args)
-        return [int(value) for value in reply]
-
     def _lockout_args(
-        self, op: str, policy: LockoutConfig | None, token: str, ttl_ms: int
+        self, op: str, policy: LockoutConfig, token: str, ttl_ms: int, spelling: str
     ) -> list[object]:
-        args: list[object] = [op]
-        if policy is None:
-            args += [1, 1, 1, 1, 1, 1, ""]
-        else:
-            schedule = policy.lock_schedule
-            args += [
-                policy.max_failures,
-                _ms(policy.window_seconds),
-                _ms(policy.reset_after_seconds),
-                _ms(policy.base_lock_seconds),
-                repr(float(policy.backoff_multiplier)),
-                _ms(policy.max_lock_seconds),
-                ",".join(str(_ms(s)) for s in schedule) if schedule else "",
-            ]
-        return [*args, token, ttl_ms]
+        schedule = policy.lock_schedule
+        return [
+            op,
+            policy.max_failures,
+            _ms(policy.window_seconds),
+            _ms(policy.reset_after_seconds),
+            _ms(policy.base_lock_seconds),
+            repr(float(policy.backoff_multiplier)),
+            _ms(policy.max_lock_seconds),
+            ",".join(str(_ms(s)) for s in schedule) if schedule else "",
+            token,
+            ttl_ms,
+            spelling,
+            MAX_SPELLINGS,
+        ]
 
     def _lockout_keys(self, key: str) -> tuple[str, str]:
         return self.storage_key(key, "lock"), self.storage_key(key, "res")
 
-    def lockout_reserve_all(
-        self, keys: Sequence[str], policy: LockoutConfig, token: str, ttl: float
-    ) -> list[Reservation]:
-        args = self._lockout_args("reserve", policy, token, max(1, _ms(ttl)))
-        replies = self._run_many(
-            "lockout", [(self._lockout_keys(k), args) for k in keys]
+    def _lockout(self, op: str, key: str, policy: LockoutConfig) -> LockState:
+        reply = self._run(
+            "lockout",
+            self._lockout_keys(key),
+            self._lockout_args(op, policy, "", 0, ""),
         )
+        return LockState(bool(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]))
+
+    def lockout_reserve_all(
+        self,
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+    ) -> list[Reservation]:
+        ttl_ms = max(1, _ms(ttl))
+        calls = [
+            (
+                self._lockout_keys(key),
+                self._lockout_args("reserve", policy, token, ttl_ms, spelling),
+            )
+            for key, spelling in attempts
+        ]
+        replies = self._run_many("lockout", calls)
         return [Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in replies]
 
     def lockout_settle_all(
-        self, outcomes: Sequence[tuple[str, str]], policy: LockoutConfig, token: str
-    ) -> list[LockState]:
+        self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
+    ) -> None:
         calls = [
-            (self._lockout_keys(key), self._lockout_args(outcome, policy, token, 0))
-            for key, outcome in outcomes
+            (
+                self._lockout_keys(key),
+                self._lockout_args(outcome.value, policy, token, 0, spelling),
+            )
+            for key, outcome, spelling in settlements
+            if outcome is not Outcome.FAILURE
         ]
-        replies = self._run_many("lockout", calls)
-        return [LockState(bool(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in replies]
+        if calls:
+            self._run_many("lockout", calls)
+
+    def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
+        return self._lockout("failure", key, policy)
 
     def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
-        locked, retry_after, failures, number = self._lockout("status", key, policy)
-        return LockState(bool(locked), retry_after, failures, number)
-
-    def lockout_failure(
-        self, key: str, policy: LockoutConfig, token: str | None = None
-    ) -> LockState:
-        reply = self._lockout("failure", key, policy, token or "")
-        locked, retry_after, failures, number = reply
-        return LockState(bool(locked), retry_after, failures, number)
-
-    def lockout_success(self, key: str, token: str | None = None) -> None:
-        self._lockout("success", key, None, token or "")
-
-    def lockout_reserve(
-        self, key: str, policy: LockoutConfig, token: str, ttl: float
-    ) -> Reservation:
-        granted, locked, retry_after = self._lockout(
-            "reserve", key, policy, token, max(1, _ms(ttl))
-        )
-        return Reservation(bool(granted), bool(locked), retry_after)
-
-    def lockout_release(self, key: str, token: str) -> None:
-        self._lockout("release", key, None, token)
+        return self._lockout("status", key, policy)
 
     def lockout_reset(self, key: str) -> None:
         client = self.client
         with self._translate_errors():
-            client.delete(self.storage_key(key, "lock"), self.storage_key(key, "res"))
+            client.delete(*self._lockout_keys(key))
+
+    def lockout_keys(self) -> Iterator[str]:
+        client = self.client
+        pattern = f"{_glob_escape(self.prefix)}:{{*}}:lock"
+        with self._translate_errors():
+            for found in client.scan_iter(match=pattern, count=500):
+                text = found.decode() if isinstance(found, bytes) else str(found)
+                yield self.identifier_of(text)
 
     # -- fixed-window throttle ----------------------------------------------
 
@@ -294,8 +291,13 @@ class RedisStorage(Storage):
             # Cluster: keys of different hash tags cannot share a script.
             results = []
             for position, key in enumerate(keys):
-                result = self.rate_limit_hit_many([key], limits)
-                result.window += position * len(limits)
+                found = self.rate_limit_hit_many([key], limits)
+                result = RateLimitResult(
+                    *found,
+                    found.limit,
+                    found.reset_after,
+                    found.window + position * len(limits),
+                )
                 if not result.allowed:
                     return result
                 results.append(result)
@@ -340,14 +342,6 @@ class RedisStorage(Storage):
             return None
         return found.decode() if isinstance(found, bytes) else str(found)
 
-    def lockout_keys(self) -> Iterator[str]:
-        client = self.client
-        pattern = f"{_glob_escape(self.prefix)}:{{*}}:lock"
-        with self._translate_errors():
-            for found in client.scan_iter(match=pattern, count=500):
-                text = found.decode() if isinstance(found, bytes) else str(found)
-                yield self.identifier_of(text)
-
     def clear(self) -> None:
         self._delete_matching(f"{_glob_escape(self.prefix)}:{{*}}:*")
 
@@ -374,6 +368,51 @@ class RedisStorage(Storage):
         client = self.client
         with self._translate_errors():
             client.ping()
+
+    def describe(self, deep: bool = False) -> dict[str, object]:
+        """The server, and with ``deep`` what a deployment must check: round
+        trip, clock offset, scripts, eviction policy, key count."""
+        report: dict[str, object] = {"backend": "redis"}
+        if not deep:
+            return report
+        client = self.client
+        warnings: list[str] = []
+        with self._translate_errors():
+            started = time.perf_counter()
+            client.ping()
+            report["round trip"] = f"{(time.perf_counter() - started) * 1000:.2f} ms"
+            info = client.info("server")
+            report["backend"] = (
+                f"{'valkey' if 'valkey_version' in info else 'redis'}"
+                f" {info.get('valkey_version') or info.get('redis_version')}"
+            )
+            seconds, micros = client.time()
+            offset = seconds + micros / 1e6 - time.time()
+            report["clock offset"] = f"{offset:+.3f} s (locks use the server's clock)"
+            for name in ("lockout", "ratelimit", "throttle", "token"):
+                client.script_load(_load_script(name))
+            report["scripts"] = "loaded"
+            report["keys in database"] = client.dbsize()
+            report["maxmemory-policy"] = policy = self._eviction_policy(client)
+        if policy not in ("noeviction", "unknown"):
+            warnings.append(
+                f"maxmemory-policy is {policy}: Redis may evict locks and failure"
+                " counts under memory pressure, which unlocks accounts. Give"
+                " Flask-Lockout a Redis (or database) with maxmemory-policy"
+                " noeviction."
+            )
+        report["warnings"] = warnings
+        return report
+
+    def _eviction_policy(self, client: Any) -> str:
+        try:
+            found = client.config_get("maxmemory-policy")
+        except self._other_errors:
+            return "unknown"  # CONFIG may be renamed or disabled
+        if isinstance(found, dict) and found:
+            value = next(iter(found.values()))
+            return value.decode() if isinstance(value, bytes) else str(value)
+        return "unknown"
 
 
 def _is_noscript(result: object) -> bool:

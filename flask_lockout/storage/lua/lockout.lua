@@ -1,11 +1,19 @@
--- Login lockout: one decision per call, on Redis server time.
--- KEYS[1] state hash (f failures, ws window start, n lock number,
---         lu locked until, lf last failure; times in ms)
--- KEYS[2] sorted set of reservations: token -> expiry (ms)
+-- Login lockout on Redis server time; mirrors flask_lockout.policy.LockRecord.
+-- KEYS[1] state hash: f failures in window, ws window start, n lock number,
+--         lu locked until, lf last failure, t failures since clean (times
+--         in ms), and s:<spelling> failures per typed spelling.
+-- KEYS[2] pending attempts: token -> "expires spelling <before> <after>"
 -- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
---       max_ms, schedule (comma-separated ms, or ""), token, reservation_ms
+--       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
+--       spelling ("" for none), max_spellings
+-- A reserved attempt counts as a failure at once; release and success give
+-- it back, so a wrong password costs one call.
 if redis.replicate_commands then redis.replicate_commands() end
 local op = ARGV[1]
+if op == 'clear' then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return {0, 0, 0, 0}
+end
 local max_failures = tonumber(ARGV[2])
 local window_ms = tonumber(ARGV[3])
 local reset_after_ms = tonumber(ARGV[4])
@@ -13,37 +21,42 @@ local base_ms = tonumber(ARGV[5])
 local multiplier = tonumber(ARGV[6])
 local max_ms = tonumber(ARGV[7])
 local token = ARGV[9]
-
--- Neither needs the clock or the state.
-if op == 'release' or op == 'success' then
-  if token ~= '' then redis.call('ZREM', KEYS[2], token) end
-  if op == 'success' then redis.call('DEL', KEYS[1]) end
-  return {0, 0, 0, 0}
-end
+local ttl_ms = tonumber(ARGV[10])
+local spelling = ARGV[11]
+local max_spellings = tonumber(ARGV[12])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local h = redis.call('HMGET', KEYS[1], 'f', 'ws', 'n', 'lu', 'lf')
+local h = redis.call('HMGET', KEYS[1], 'f', 'ws', 'n', 'lu', 'lf', 't')
 local f = tonumber(h[1]) or 0
 local ws = tonumber(h[2]) or 0
 local n = tonumber(h[3]) or 0
 local lu = tonumber(h[4]) or 0
 local lf = tonumber(h[5]) or 0
+local total = tonumber(h[6]) or 0
 
 local function state_expires()
   if n > 0 then return math.max(lf + reset_after_ms, lu) end
-  if f > 0 then return ws + window_ms end
+  if f > 0 or total > 0 then return ws + window_ms end
   return 0
 end
 
-if now >= state_expires() then
-  f, n, lu = 0, 0, 0
+if h[1] and now >= state_expires() then
+  -- Clean again: drop the old spellings with the rest.
+  redis.call('DEL', KEYS[1])
+  f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
 end
 
 local function retry_after()
   if lu > now then return math.ceil((lu - now) / 1000) end
   return 0
+end
+
+local function reply()
+  local locked = 0
+  if lu > now then locked = 1 end
+  return {locked, retry_after(), f, n}
 end
 
 local function lock_ms(number)
@@ -57,10 +70,73 @@ local function lock_ms(number)
   return math.min(base_ms * multiplier ^ (number - 1), max_ms)
 end
 
-local function reply()
-  local locked = 0
-  if lu > now then locked = 1 end
-  return {locked, retry_after(), f, n}
+local function snapshot()
+  return table.concat({f, ws, n, lu, lf, total}, ' ')
+end
+
+local function save()
+  local expires = state_expires()
+  if expires <= now then
+    redis.call('DEL', KEYS[1])
+    return
+  end
+  redis.call('HSET', KEYS[1], 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf, 't', total)
+  redis.call('PEXPIREAT', KEYS[1], expires)
+end
+
+local function add_spelling(name, count)
+  if name == '' or name == '-' then return end
+  local field = 's:' .. name
+  if redis.call('HEXISTS', KEYS[1], field) == 0 then
+    if count < 0 then
+      field = 's:~'
+    elseif redis.call('HLEN', KEYS[1]) - 6 >= max_spellings then
+      field = 's:~'
+    end
+  end
+  if redis.call('HINCRBY', KEYS[1], field, count) <= 0 then
+    redis.call('HDEL', KEYS[1], field)
+  end
+end
+
+local function count_failure()
+  if lu > now then return end
+  lf = now
+  if n > 0 then
+    n = n + 1
+    lu = now + math.floor(lock_ms(n) + 0.5)
+  else
+    if f == 0 then ws = now end
+    f = f + 1
+    if f >= max_failures then
+      f = 0
+      n = 1
+      lu = now + math.floor(lock_ms(1) + 0.5)
+    end
+  end
+  total = total + 1
+  add_spelling(spelling, 1)
+end
+
+-- Give a pending attempt back: exactly, when nothing came after it; else one
+-- failure, unless a lock came since (then it stays counted).
+local function release()
+  local raw = redis.call('HGET', KEYS[2], token)
+  if not raw then return end
+  redis.call('HDEL', KEYS[2], token)
+  local p = {}
+  for word in string.gmatch(raw, '%S+') do p[#p + 1] = word end
+  if tonumber(p[1]) <= now then return end
+  local after = table.concat({p[9], p[10], p[11], p[12], p[13], p[14]}, ' ')
+  if snapshot() == after then
+    f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
+    lu, lf, total = tonumber(p[6]), tonumber(p[7]), tonumber(p[8])
+  elseif n == tonumber(p[5]) and f > 0 then
+    f, total = f - 1, total - 1
+  else
+    return
+  end
+  add_spelling(p[2], -1)
 end
 
 if op == 'status' then
@@ -68,44 +144,47 @@ if op == 'status' then
 end
 
 if op == 'failure' then
-  if token ~= '' then redis.call('ZREM', KEYS[2], token) end
-  if lu <= now then
-    lf = now
-    if n > 0 then
-      n = n + 1
-      lu = now + math.floor(lock_ms(n) + 0.5)
-    else
-      if f == 0 then ws = now end
-      f = f + 1
-      if f >= max_failures then
-        f = 0
-        n = 1
-        lu = now + math.floor(lock_ms(1) + 0.5)
-      end
-    end
-    redis.call('HSET', KEYS[1], 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf)
-    redis.call('PEXPIREAT', KEYS[1], state_expires())
-  end
+  count_failure()
+  save()
   return reply()
 end
 
 if op == 'reserve' then
   if lu > now then return {0, 1, retry_after()} end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  -- On probation the next failure locks, so one attempt at a time.
-  local budget = max_failures - f
-  if n > 0 then budget = 1 end
-  if redis.call('ZCARD', KEYS[2]) >= budget then
-    local soonest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    local wait = 1
-    if soonest[2] then wait = math.max(1, math.ceil((tonumber(soonest[2]) - now) / 1000)) end
-    return {0, 0, wait}
+  local before = snapshot()
+  count_failure()
+  save()
+  local name = spelling
+  if name == '' then name = '-' end
+  redis.call('HSET', KEYS[2], token,
+    (now + ttl_ms) .. ' ' .. name .. ' ' .. before .. ' ' .. snapshot())
+  redis.call('PEXPIRE', KEYS[2], ttl_ms)
+  local r = reply()
+  return {1, r[1], r[2]}
+end
+
+if op == 'release' then
+  release()
+  save()
+  return reply()
+end
+
+if op == 'success' then
+  release()
+  local mine = 0
+  if spelling ~= '' then
+    mine = tonumber(redis.call('HGET', KEYS[1], 's:' .. spelling)) or 0
   end
-  local expires = now + tonumber(ARGV[10])
-  redis.call('ZADD', KEYS[2], expires, token)
-  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', KEYS[2], math.max(expires, tonumber(last[2])))
-  return {1, 0, 0}
+  if mine > 0 and mine >= total then
+    redis.call('DEL', KEYS[1])
+    return {0, 0, 0, 0}
+  end
+  if mine > 0 then
+    f, total = math.max(0, f - mine), total - mine
+    redis.call('HDEL', KEYS[1], 's:' .. spelling)
+  end
+  save()
+  return reply()
 end
 
 return redis.error_reply('unknown lockout operation ' .. tostring(op))

@@ -4,14 +4,16 @@
 -- window of every key; ARGV: count_1, period_ms_1, count_2, period_ms_2, ...
 -- Returns allowed, remaining, retry ms, limit, reset ms and the 0-based
 -- position of the deciding window.
--- Mirrors flask_lockout.ratelimit.sliding_window_decision, in milliseconds.
+-- Mirrors flask_lockout.limits.sliding_window_decision, in milliseconds.
+-- The reset reported is the time left in the current window, or on a
+-- refusal the wait itself, so RateLimit-Reset agrees with Retry-After.
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local allowed = true
 local best_remaining, best_limit, best_reset, best_i = nil, 0, 0, 1
-local worst_wait, worst_limit, worst_reset, worst_i = -1, 0, 0, 1
+local worst_wait, worst_limit, worst_i = -1, 0, 1
 local plans = {}
 
 for i = 1, #KEYS do
@@ -31,7 +33,7 @@ for i = 1, #KEYS do
     local remaining = math.max(0, math.floor(count - 1 - weighted + 1e-9))
     if best_remaining == nil or remaining < best_remaining then
       best_remaining, best_limit, best_i = remaining, count, i
-      best_reset = period - elapsed + period
+      best_reset = period - elapsed
     end
   else
     allowed = false
@@ -44,15 +46,13 @@ for i = 1, #KEYS do
     wait = math.max(wait, 1)
     if wait > worst_wait then
       worst_wait, worst_limit, worst_i = wait, count, i
-      worst_reset = period - elapsed
-      if cur > 0 then worst_reset = worst_reset + period end
     end
   end
   plans[i] = {index, cur, prev, period}
 end
 
 if not allowed then
-  return {0, 0, math.ceil(worst_wait), worst_limit, math.ceil(worst_reset), worst_i - 1}
+  return {0, 0, math.ceil(worst_wait), worst_limit, math.ceil(worst_wait), worst_i - 1}
 end
 for i = 1, #KEYS do
   local plan = plans[i]

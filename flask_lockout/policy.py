@@ -1,0 +1,347 @@
+"""Policies and the pure decisions every store shares: no I/O, no Flask.
+
+The memory store applies these functions directly; the Lua scripts in
+``storage/lua`` apply the same arithmetic on Redis server time.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .lockout import LockoutBackend
+
+#: A custom ``backoff`` is asked for lock numbers up to this one; later locks
+#: reuse its answer, so every store (a Lua script too) applies one fixed table.
+BACKOFF_SCHEDULE_LENGTH = 64
+
+#: Seconds during which an attempt with no verdict (a 5xx) can still be given
+#: back. Past it the attempt simply stays counted as a failure.
+DEFAULT_RESERVATION_SECONDS = 30.0
+
+
+def whole_seconds(seconds: float) -> int:
+    """Seconds a client is told to wait: whole, rounded up, at least 1.
+
+    Rounded to the millisecond first, so float noise such as
+    ``(t + 60) - t == 60.00000000000001`` never turns a 60 s lock into 61.
+
+    >>> whole_seconds(60.00000000000001), whole_seconds(59.2), whole_seconds(0)
+    (60, 60, 1)
+    """
+    return max(1, math.ceil(round(seconds, 3)))
+
+
+def require_whole(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as a whole number of at least ``minimum``, or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"{name} must be a whole number of at least {minimum}, not {value!r}."
+        )
+    return value
+
+
+def require_positive(name: str, value: Any) -> float:
+    """``value`` as a finite number greater than 0, or ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+    ):
+        raise ValueError(f"{name} must be a finite number, not {value!r}.")
+    if value <= 0:
+        raise ValueError(f"{name} must be greater than 0, not {value!r}.")
+    return value
+
+
+# -- login lockout --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockoutConfig:
+    """The lockout policy for one kind of key.
+
+    Failures are counted in a window of ``window_seconds`` that starts at the
+    first failure; the ``max_failures``-th locks the key for
+    ``base_lock_seconds``. After a lock ends the key is on probation: each
+    further failure locks it again, lock *n* lasting
+    ``min(base_lock_seconds * backoff_multiplier ** (n - 1), max_lock_seconds)``
+    (or ``min(backoff(n), max_lock_seconds)``). A success, or
+    ``reset_after_seconds`` without a failure, makes the key clean again.
+
+    :raises ValueError: naming the field, when a value cannot work.
+
+    >>> config = LockoutConfig(max_failures=3, base_lock_seconds=60)
+    >>> [config.lock_seconds(n) for n in (1, 2, 3)]
+    [60.0, 120.0, 240.0]
+    >>> LockoutConfig(max_failures=0)
+    Traceback (most recent call last):
+      ...
+    ValueError: max_failures must be a whole number of at least 1, not 0.
+    """
+
+    max_failures: int = 5
+    window_seconds: float = 900
+    base_lock_seconds: float = 60
+    backoff_multiplier: float = 2.0
+    max_lock_seconds: float = 3600
+    reset_after_seconds: float = 86400
+    backend: LockoutBackend | None = field(default=None, compare=False)
+    backoff: Callable[[int], float] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        require_whole("max_failures", self.max_failures)
+        for name in (
+            "window_seconds",
+            "base_lock_seconds",
+            "max_lock_seconds",
+            "reset_after_seconds",
+            "backoff_multiplier",
+        ):
+            require_positive(name, getattr(self, name))
+        if self.backoff_multiplier < 1:
+            raise ValueError("backoff_multiplier must be at least 1.")
+        if self.max_lock_seconds < self.base_lock_seconds:
+            raise ValueError(
+                "max_lock_seconds must be at least base_lock_seconds"
+                f" ({self.max_lock_seconds} < {self.base_lock_seconds})."
+            )
+        if self.backoff is not None and not callable(self.backoff):
+            raise ValueError("backoff must be a callable taking the lock number.")
+        if self.backoff is not None:
+            self.lock_schedule  # noqa: B018 - validate the custom backoff now
+
+    @cached_property
+    def lock_schedule(self) -> tuple[float, ...] | None:
+        """Durations of a custom ``backoff`` for locks 1 to 64, capped; else None."""
+        if self.backoff is None:
+            return None
+        schedule = []
+        for number in range(1, BACKOFF_SCHEDULE_LENGTH + 1):
+            seconds = self.backoff(number)
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not seconds > 0
+            ):
+                raise ValueError(
+                    f"backoff({number}) returned {seconds!r}; it must return a"
+                    " positive number of seconds."
+                )
+            schedule.append(min(float(seconds), self.max_lock_seconds))
+        return tuple(schedule)
+
+    def lock_seconds(self, lock_number: int) -> float:
+        """How long lock number ``lock_number`` (1 for the first) lasts."""
+        schedule = self.lock_schedule
+        if schedule is not None:
+            return schedule[min(lock_number, BACKOFF_SCHEDULE_LENGTH) - 1]
+        try:
+            # Floats, never ints: an int power of a huge lock number would be
+            # computed exactly, without end.
+            seconds = float(self.base_lock_seconds) * float(
+                self.backoff_multiplier
+            ) ** (lock_number - 1)
+        except OverflowError:
+            return self.max_lock_seconds
+        return min(seconds, self.max_lock_seconds)
+
+
+class Outcome(enum.Enum):
+    """How a reserved attempt ends. A reservation already counts as a
+    failure, so ``FAILURE`` needs no storage call."""
+
+    #: The attempt stands as a failure.
+    FAILURE = "failure"
+    #: The account proved itself: give the attempt back and forgive the
+    #: failures typed with the same spelling.
+    SUCCESS = "success"
+    #: No verdict (a 5xx): give the attempt back.
+    RELEASE = "release"
+    #: Forget the key entirely.
+    CLEAR = "clear"
+
+
+class LockState(NamedTuple):
+    """What storage knows about one lockout key."""
+
+    locked: bool
+    retry_after: int
+    failures: int = 0
+    lock_number: int = 0
+
+
+class Reservation(NamedTuple):
+    """The answer to a request for one verification attempt.
+
+    A granted attempt is already counted as a failure; ``locked`` then says
+    that this failure locked the key, for ``retry_after`` seconds. A refused
+    one (``granted`` false) found the key locked.
+    """
+
+    granted: bool
+    locked: bool
+    retry_after: int
+
+
+#: Spellings remembered per key for forgiveness; more share one bucket that a
+#: success never forgives.
+MAX_SPELLINGS = 8
+OTHER_SPELLINGS = "~"
+
+
+@dataclass(slots=True)
+class LockRecord:
+    """One key's lockout state, as the memory store keeps it.
+
+    ``total`` counts failures since the key was last clean, and
+    ``spellings`` how many of them each typed spelling of the account made,
+    so a success forgives only what its own spelling caused.
+    """
+
+    failures: int = 0
+    window_start: float = 0.0
+    lock_number: int = 0
+    locked_until: float = 0.0
+    last_failure: float = 0.0
+    total: int = 0
+    spellings: dict[str, int] | None = None
+    #: token -> (expires, state before the attempt, state after it, spelling)
+    pending: dict[str, tuple[float, tuple[Any, ...], tuple[Any, ...], str]] | None = (
+        None
+    )
+
+    def state_expires(self, policy: LockoutConfig) -> float:
+        if self.lock_number:
+            return max(
+                self.last_failure + policy.reset_after_seconds, self.locked_until
+            )
+        if self.failures or self.total:
+            return self.window_start + policy.window_seconds
+        return -math.inf
+
+    def expires_at(self, policy: LockoutConfig) -> float:
+        pending = max((p[0] for p in (self.pending or {}).values()), default=-math.inf)
+        return max(self.state_expires(policy), pending)
+
+    def refresh(self, policy: LockoutConfig, now: float) -> None:
+        """Forget state that has expired: a clean key, or old pending attempts."""
+        if now >= self.state_expires(policy):
+            self._restore((0, 0.0, 0, 0.0, 0.0, 0))
+            self.spellings = None
+        if self.pending:
+            for token in [t for t, p in self.pending.items() if p[0] <= now]:
+                del self.pending[token]
+
+    def state(self, now: float) -> LockState:
+        locked = self.locked_until > now
+        retry_after = whole_seconds(self.locked_until - now) if locked else 0
+        return LockState(locked, retry_after, self.failures, self.lock_number)
+
+    def count_failure(self, policy: LockoutConfig, now: float, spelling: str) -> bool:
+        """Count one failure; False (nothing changes) while locked."""
+        if self.locked_until > now:
+            return False
+        self.last_failure = now
+        if self.lock_number:
+            self.lock_number += 1
+            self.locked_until = now + policy.lock_seconds(self.lock_number)
+        else:
+            if self.failures == 0:
+                self.window_start = now
+            self.failures += 1
+            if self.failures >= policy.max_failures:
+                self.failures = 0
+                self.lock_number = 1
+                self.locked_until = now + policy.lock_seconds(1)
+        self.total += 1
+        if spelling:
+            spellings = self.spellings if self.spellings is not None else {}
+            if spelling not in spellings and len(spellings) >= MAX_SPELLINGS:
+                spelling = OTHER_SPELLINGS
+            spellings[spelling] = spellings.get(spelling, 0) + 1
+            self.spellings = spellings
+        return True
+
+    def reserve(
+        self, policy: LockoutConfig, now: float, token: str, ttl: float, spelling: str
+    ) -> Reservation:
+        """Grant one attempt and count it as a failure, or refuse while locked."""
+        if self.locked_until > now:
+            return Reservation(False, True, whole_seconds(self.locked_until - now))
+        before = self._snapshot()
+        self.count_failure(policy, now, spelling)
+        if self.pending is None:
+            self.pending = {}
+        self.pending[token] = (now + ttl, before, self._snapshot(), spelling)
+        state = self.state(now)
+        return Reservation(True, state.locked, state.retry_after)
+
+    def release(self, token: str, now: float) -> None:
+        """Give a pending attempt back: undo it exactly when nothing came
+        after it, else take back one failure unless a lock has come since."""
+        found = (self.pending or {}).pop(token, None)
+        if found is None or found[0] <= now:
+            return
+        _expires, before, after, spelling = found
+        if self._snapshot() == after:
+            self._restore(before)
+        elif self.lock_number == before[2] and self.failures > 0:
+            self.failures -= 1
+            self.total -= 1
+        else:
+            return  # a lock came since: the attempt stays counted
+        self._forget_spelling(spelling, 1)
+
+    def succeed(self, token: str, spelling: str, now: float) -> None:
+        """Give the attempt back and forgive the failures of ``spelling``;
+        when every failure since clean had that spelling, forget them all."""
+        self.release(token, now)
+        mine = (self.spellings or {}).get(spelling, 0) if spelling else 0
+        if mine and mine >= self.total:
+            self._restore((0, 0.0, 0, 0.0, 0.0, 0))
+            self.spellings = None
+        elif mine:
+            self.failures = max(0, self.failures - mine)
+            self.total -= mine
+            self._forget_spelling(spelling, mine)
+
+    def protected(self) -> bool:
+        """True while forgetting this record would hand out guesses."""
+        return bool(self.failures or self.lock_number or self.total or self.pending)
+
+    def _forget_spelling(self, spelling: str, count: int) -> None:
+        spellings = self.spellings
+        if not spelling or not spellings:
+            return
+        key = spelling if spelling in spellings else OTHER_SPELLINGS
+        left = spellings.get(key, 0) - count
+        if left > 0:
+            spellings[key] = left
+        else:
+            spellings.pop(key, None)
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        return (
+            self.failures,
+            self.window_start,
+            self.lock_number,
+            self.locked_until,
+            self.last_failure,
+            self.total,
+        )
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        (
+            self.failures,
+            self.window_start,
+            self.lock_number,
+            self.locked_until,
+            self.last_failure,
+            self.total,
+        ) = saved

@@ -1,0 +1,155 @@
+"""How refusals look: JSON for JSON clients, a short page for people, and
+the ``RateLimit-*`` headers.
+
+An app shows its own page by adding a template ``lockout/429.html`` (or
+``lockout/503.html``, ``lockout/400.html``); it gets ``error``,
+``retry_after`` (seconds), ``wait`` (in words) and ``back_url``. An app's own
+``errorhandler(429)`` wins over all of this.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from flask import current_app, g, has_app_context, render_template
+from jinja2 import TemplateNotFound
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request, Response
+
+from .limits import RateLimitResult
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<h1>{title}</h1>
+<p>{message}</p>
+<p><a href="{back_url}">Back</a></p>
+</html>
+"""
+
+_TITLES = {
+    429: "Too many attempts",
+    503: "Temporarily unavailable",
+    400: "Something is missing",
+}
+
+
+def wait_in_words(seconds: int) -> str:
+    """``"45 seconds"``, ``"2 minutes"``, ``"1 hour and 5 minutes"``: rounded up,
+    never shorter than the real wait.
+
+    >>> wait_in_words(1), wait_in_words(61), wait_in_words(3600), wait_in_words(3700)
+    ('1 second', '2 minutes', '1 hour', '1 hour and 2 minutes')
+    """
+    if seconds < 60:
+        return _plural(seconds, "second")
+    if seconds < 3600:
+        return _plural(math.ceil(seconds / 60), "minute")
+    hours, rest = divmod(seconds, 3600)
+    minutes = math.ceil(rest / 60)
+    if minutes == 60:
+        hours, minutes = hours + 1, 0
+    words = _plural(hours, "hour")
+    return f"{words} and {_plural(minutes, 'minute')}" if minutes else words
+
+
+def _plural(count: int, unit: str) -> str:
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+def _message(error: HTTPException, retry_after: int | None) -> str:
+    if error.code == 429 and retry_after:
+        return f"Too many attempts. Try again in {wait_in_words(retry_after)}."
+    if error.code == 503 and retry_after:
+        return (
+            "This check is temporarily unavailable."
+            f" Try again in {wait_in_words(retry_after)}."
+        )
+    return error.description or ""
+
+
+def wants_json(request: Request) -> bool:
+    default = "application/json" if request.is_json else "text/html"
+    offered = [default, "text/html" if request.is_json else "application/json"]
+    best = request.accept_mimetypes.best_match(offered, default=default)
+    return (best or default) == "application/json"
+
+
+def render_refusal(error: HTTPException, environ: Any) -> Response | None:
+    """The body of a 429, 503 or 400 of ours, for the request it answers."""
+    if environ is None:
+        return None
+    request = environ if isinstance(environ, Request) else Request(environ)
+    retry_after = getattr(error, "retry_after_seconds", None)
+    message = _message(error, retry_after)
+    headers = dict(error.get_headers(None, None))
+    code = error.code or 500
+    if wants_json(request):
+        body: dict[str, Any] = {"error": message}
+        if retry_after is not None:
+            body["retry_after"] = retry_after
+        headers["Content-Type"] = "application/json"
+        return Response(json.dumps(body), code, headers)
+    back_url = request.path if request.method != "GET" else "/"
+    page = _app_page(code, message, retry_after, back_url)
+    if page is None:
+        page = _PAGE.format(
+            title=escape(_TITLES.get(code, error.name)),
+            message=escape(message),
+            back_url=escape(back_url),
+        )
+    headers["Content-Type"] = "text/html; charset=utf-8"
+    return Response(page, code, headers)
+
+
+def _app_page(
+    code: int, message: str, retry_after: int | None, back_url: str
+) -> str | None:
+    if not has_app_context():
+        return None
+    # Looking a missing template up again on every refusal costs a flood.
+    missing: set[int] | None = getattr(
+        current_app.extensions.get("lockout"), "missing_templates", None
+    )
+    if missing is not None and code in missing and not current_app.debug:
+        return None
+    try:
+        return render_template(
+            f"lockout/{code}.html",
+            error=message,
+            retry_after=retry_after,
+            wait=wait_in_words(retry_after) if retry_after else None,
+            back_url=back_url,
+        )
+    except TemplateNotFound:
+        if missing is not None:
+            missing.add(code)
+        return None
+
+
+def add_rate_limit_headers(response: Response) -> Response:
+    """After-request hook: ``RateLimit-*`` on limited routes. On a 429,
+    ``RateLimit-Reset`` is the ``Retry-After`` itself."""
+    result: RateLimitResult | None = g.get("_lockout_rate_limit")
+    if result is None:
+        return response
+    state = current_app.extensions.get("lockout")
+    if state is None or not state.settings.headers_enabled:
+        return response
+    headers = response.headers
+    headers["RateLimit-Limit"] = str(result.limit)
+    retry = headers.get("Retry-After") if response.status_code == 429 else None
+    if retry is not None:
+        headers["RateLimit-Remaining"] = "0"
+        headers["RateLimit-Reset"] = retry
+    else:
+        headers["RateLimit-Remaining"] = str(result.remaining)
+        headers["RateLimit-Reset"] = str(
+            max(0, math.ceil(round(result.reset_after, 3)))
+        )
+    return response

@@ -1,0 +1,164 @@
+"""Per-app state, its one lookup, signal sending and the local refusal cache.
+
+The decorators, the outcome hooks, the CLI and the extension import this
+module; none of them imports another.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, has_request_context, request
+
+from . import signals
+from .client_ip import current_client_ip
+from .config import Settings
+from .errors import StorageError
+from .keys import split_key
+from .policy import whole_seconds
+from .storage.base import FullStorage
+from .storage.fallback import FallbackStorage
+
+logger = logging.getLogger("flask_lockout")
+
+#: Known refusals remembered per process, at most.
+LOCAL_CACHE_MAX_KEYS = 10_000
+
+
+class RefusalCache:
+    """Keys known to be refused (locked, or over a limit), so hammering one
+    costs no storage round trip.
+
+    An entry lives until the refusal ends but at most ``seconds``, so a
+    reset made elsewhere takes effect here within that time.
+    """
+
+    def __init__(
+        self, seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, float]] = {}
+
+    def remember(self, key: str, retry_after: float) -> None:
+        if self.seconds <= 0 or retry_after <= 0:
+            return
+        now = self.clock()
+        with self._lock:
+            if len(self._entries) >= LOCAL_CACHE_MAX_KEYS:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = (
+                now + min(self.seconds, retry_after),
+                now + retry_after,
+            )
+
+    def retry_after(self, key: str) -> int:
+        """Whole seconds left on a cached refusal, or 0 when unknown."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return 0
+        now = self.clock()
+        if entry[0] <= now:
+            with self._lock:
+                self._entries.pop(key, None)
+            return 0
+        return whole_seconds(entry[1] - now)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class AppState:
+    """What one app's Lockout needs per request: ``app.extensions["lockout"]``."""
+
+    def __init__(
+        self,
+        extension: Any,
+        settings: Settings,
+        storage: FullStorage,
+        device_cookies: bool,
+    ) -> None:
+        self.extension = extension
+        self.settings = settings
+        self.storage = storage
+        #: ``LOCKOUT_DEVICE_COOKIES``, resolved against the app's SECRET_KEY.
+        self.device_cookies = device_cookies
+        self.refusals = RefusalCache(settings.local_cache_seconds)
+        #: Endpoints that have declared a success in this process.
+        self.declared_success: set[str] = set()
+        self.warned_undeclared: set[str] = set()
+        #: Status codes with no ``lockout/<code>.html`` template in the app.
+        self.missing_templates: set[int] = set()
+
+    @property
+    def fallback_active(self) -> bool:
+        storage = self.storage
+        return isinstance(storage, FallbackStorage) and storage.degraded
+
+    def storage_changed(self, error: StorageError | None) -> None:
+        """One log line and one signal per transition, not per request."""
+        mode = self.settings.fail_mode
+        if error is not None:
+            logger.warning(
+                "Flask-Lockout lost its storage (%s). LOCKOUT_FAIL_MODE=%r: %s"
+                " Retrying every %g s.",
+                error,
+                mode,
+                _MODE_WORDS[mode],
+                self.settings.storage_retry_seconds,
+            )
+            send(signals.storage_error, None, error=error)
+        else:
+            logger.warning("Flask-Lockout has its storage back.")
+            send(signals.storage_recovered, None)
+
+
+_MODE_WORDS = {
+    "memory": "each process now decides from its own memory, with the same policy.",
+    "open": "requests now pass UNGUARDED.",
+    "closed": "requests are now refused with 503.",
+}
+
+
+def current_state() -> AppState:
+    """The current app's state.
+
+    :raises RuntimeError: saying what to do, when the app has no Lockout.
+    """
+    state = current_app.extensions.get("lockout")
+    if not isinstance(state, AppState):
+        raise RuntimeError(
+            "Flask-Lockout is not set up on this app: call lockout.init_app(app)"
+            " (or Lockout(app)) before handling requests."
+        )
+    return state
+
+
+def request_data(key: str | None) -> dict[str, Any]:
+    """The keyword data every signal carries."""
+    parts = split_key(key) if key else None
+    in_request = has_request_context()
+    return {
+        "endpoint": request.endpoint if in_request else None,
+        "key_type": parts[1] if parts else None,
+        "key": key,
+        "client_ip": current_client_ip() if in_request else None,
+    }
+
+
+def send(signal: Any, key: str | None, **extra: Any) -> None:
+    """Send ``signal`` with the app as sender, if anybody listens."""
+    if not signal.receivers:
+        return  # nobody listens: skip building the payload on the hot path
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signal.send(app, **request_data(key), **extra)

@@ -1,0 +1,259 @@
+"""What a storage outage means: a store that wraps the shared one.
+
+``FallbackStorage`` sends every decision to the primary store (Redis) until
+a call fails. Then a breaker opens: for ``retry_seconds`` this process does
+not call the primary at all, so a frozen server costs one socket timeout
+per interval, not one per request; afterwards one call probes it. Meanwhile
+each decision is answered by the mode:
+
+- ``"memory"``: by this process's own bounded memory store, with the same
+  policy. A lock set there keeps refusing until it ends, also after the
+  primary is back.
+- ``"open"``: allowed, unguarded.
+- ``"closed"``: refused with :class:`~flask_lockout.StorageOutage` (503).
+
+Tokens never fall back: a token stored in one process's memory could not be
+redeemed in another, so they fail closed in every mode.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ..errors import StorageError, StorageOutage
+from ..limits import Limit, RateLimitResult
+from ..policy import LockoutConfig, LockState, Reservation, whole_seconds
+from .base import AttemptKey, FullStorage, Settlement, Storage, ThrottleCount
+from .memory import MemoryStorage
+
+#: Called with the error when the primary is lost, with None when it is back.
+OnChange = Callable[[StorageError | None], None]
+
+
+class FallbackStorage(Storage):
+    """The primary store, with a breaker and a fallback mode; see the module.
+
+    ``Lockout`` wraps Redis storage in one of these by itself, from
+    ``LOCKOUT_FAIL_MODE`` and ``LOCKOUT_STORAGE_RETRY_SECONDS``.
+
+    >>> from flask_lockout import LoginLockout, storage_from_uri
+    >>> dead = storage_from_uri("redis://127.0.0.1:1/0")
+    >>> storage = FallbackStorage(dead, mode="memory", retry_seconds=5)
+    >>> lockout = LoginLockout(storage=storage)
+    >>> [lockout.record_failure("login:alice") for _ in range(5)][-1]
+    (True, 60)
+    >>> storage.degraded
+    True
+    """
+
+    def __init__(
+        self,
+        primary: FullStorage,
+        *,
+        mode: str = "memory",
+        retry_seconds: float = 5.0,
+        memory: MemoryStorage | None = None,
+        on_change: OnChange | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if mode not in ("memory", "open", "closed"):
+            raise ValueError(
+                f"mode must be 'memory', 'open' or 'closed', not {mode!r}."
+            )
+        self.primary = primary
+        self.prefix = primary.prefix
+        self.mode = mode
+        self.retry_seconds = retry_seconds
+        self.memory = memory if memory is not None else MemoryStorage(clock=clock)
+        self.on_change = on_change
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._retry_at = 0.0
+        #: The error that opened the breaker; None while the primary answers.
+        self.lost: StorageError | None = None
+
+    @property
+    def degraded(self) -> bool:
+        """True while this process decides without the primary store."""
+        return self.lost is not None
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """The primary's answer, or None when the breaker is open."""
+        if self.lost is not None:
+            with self._lock:
+                now = self.clock()
+                if now < self._retry_at:
+                    return _SKIPPED
+                # This caller probes; the others keep skipping meanwhile.
+                self._retry_at = now + self.retry_seconds
+        try:
+            result = getattr(self.primary, method)(*args)
+        except StorageError as exc:
+            self._lose(exc)
+            return _SKIPPED
+        if self.lost is not None:
+            self._recover()
+        return result
+
+    def _lose(self, error: StorageError) -> None:
+        with self._lock:
+            self._retry_at = self.clock() + self.retry_seconds
+            first = self.lost is None
+            self.lost = error
+        if first and self.on_change is not None:
+            self.on_change(error)
+
+    def _recover(self) -> None:
+        with self._lock:
+            was_lost, self.lost = self.lost is not None, None
+        if was_lost and self.on_change is not None:
+            self.on_change(None)
+
+    def _outage(self) -> StorageOutage:
+        return StorageOutage(self.retry_seconds)
+
+    # -- login lockout ------------------------------------------------------
+
+    def lockout_reserve_all(
+        self,
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+    ) -> list[Reservation]:
+        if len(self.memory):
+            # Locks set while the primary was away keep refusing.
+            known = [self.memory.lockout_status(a.key, policy) for a in attempts]
+            if any(state.locked for state in known):
+                return [
+                    Reservation(not s.locked, s.locked, s.retry_after) for s in known
+                ]
+        found = self._call("lockout_reserve_all", attempts, policy, token, ttl)
+        if found is not _SKIPPED:
+            return list(found)
+        if self.mode == "memory":
+            return self.memory.lockout_reserve_all(attempts, policy, token, ttl)
+        if self.mode == "open":
+            return [Reservation(True, False, 0) for _ in attempts]
+        raise self._outage()
+
+    def lockout_settle_all(
+        self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
+    ) -> None:
+        if self.mode == "memory" and len(self.memory):
+            self.memory.lockout_settle_all(settlements, policy, token)
+        self._call("lockout_settle_all", settlements, policy, token)
+
+    def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
+        found = self._call("lockout_failure", key, policy)
+        if found is not _SKIPPED:
+            return found  # type: ignore[no-any-return]
+        if self.mode == "memory":
+            return self.memory.lockout_failure(key, policy)
+        if self.mode == "open":
+            return LockState(False, 0)
+        raise self._outage()
+
+    def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
+        local = self.memory.lockout_status(key, policy)
+        if local.locked:
+            return local
+        found = self._call("lockout_status", key, policy)
+        if found is not _SKIPPED:
+            return found  # type: ignore[no-any-return]
+        if self.mode == "closed":
+            raise self._outage()
+        return local
+
+    def lockout_reset(self, key: str) -> None:
+        self.memory.lockout_reset(key)
+        self.primary.lockout_reset(key)
+
+    def lockout_keys(self) -> Iterator[str]:
+        seen = set()
+        for key in self.primary.lockout_keys():
+            seen.add(key)
+            yield key
+        for key in self.memory.lockout_keys():
+            if key not in seen:
+                yield key
+
+    # -- rate limits and throttles ------------------------------------------
+
+    def rate_limit_hit_many(
+        self, keys: Sequence[str], limits: Sequence[Limit]
+    ) -> RateLimitResult:
+        found = self._call("rate_limit_hit_many", keys, limits)
+        if found is not _SKIPPED:
+            return found  # type: ignore[no-any-return]
+        if self.mode == "memory":
+            return self.memory.rate_limit_hit_many(keys, limits)
+        if self.mode == "open":
+            return RateLimitResult(True, limits[0].count, 0.0, limits[0].count)
+        raise self._outage()
+
+    def rate_limit_reset(self, key: str | None = None) -> None:
+        self.memory.rate_limit_reset(key)
+        self.primary.rate_limit_reset(key)
+
+    def throttle_status(self, key: str) -> ThrottleCount:
+        found = self._call("throttle_status", key)
+        if found is not _SKIPPED:
+            return found  # type: ignore[no-any-return]
+        if self.mode == "closed":
+            raise self._outage()
+        return self.memory.throttle_status(key)
+
+    def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
+        found = self._call("throttle_hit", key, window_seconds)
+        if found is not _SKIPPED:
+            return found  # type: ignore[no-any-return]
+        if self.mode == "memory":
+            return self.memory.throttle_hit(key, window_seconds)
+        if self.mode == "open":
+            return ThrottleCount(0, 0.0)
+        raise self._outage()
+
+    def throttle_reset(self, key: str) -> None:
+        self.memory.throttle_reset(key)
+        self.primary.throttle_reset(key)
+
+    # -- tokens fail closed; administration goes to the primary ------------
+
+    def token_put(self, token_hash: str, subject: str, ttl: float) -> None:
+        try:
+            self.primary.token_put(token_hash, subject, ttl)
+        except StorageError as exc:
+            raise self._outage() from exc
+
+    def token_take(self, token_hash: str) -> str | None:
+        try:
+            return self.primary.token_take(token_hash)
+        except StorageError as exc:
+            raise self._outage() from exc
+
+    def clear(self) -> None:
+        self.memory.clear()
+        self.primary.clear()
+
+    def ping(self) -> None:
+        self.primary.ping()
+
+    def storage_key(self, identifier: str, kind: str) -> str:
+        return self.primary.storage_key(identifier, kind)
+
+    def describe(self, deep: bool = False) -> dict[str, object]:
+        return {
+            **self.primary.describe(deep),
+            "fail_mode": self.mode,
+            "fallback_active": self.degraded,
+            "retry_in": whole_seconds(self._retry_at - self.clock())
+            if self.degraded
+            else 0,
+        }
+
+
+_SKIPPED: Any = object()
