@@ -1,0 +1,139 @@
+"""Look-alike accounts: an attacker who owns ``Alice`` or ``ａｌｉｃｅ`` next to
+``alice`` gets no more guesses at ``alice`` than anyone else, whether the
+app's user lookup is exact, case-insensitive or accent-insensitive."""
+
+from __future__ import annotations
+
+import itertools
+import unicodedata
+from collections.abc import Callable
+
+import pytest
+from flask import Flask, request
+
+from flask_lockout import Lockout
+from flask_lockout.keys import fold
+
+VICTIM = "alice"
+LOOKALIKES = ["Alice", "ａｌｉｃｅ", "alice\u200b", "alicé", "ALICE", "al\u00adice"]
+
+
+def exact(name: str) -> str:
+    return name
+
+
+def case_insensitive(name: str) -> str:
+    return name.casefold()
+
+
+def accent_insensitive(name: str) -> str:
+    # Like a database collation that ignores case and accents.
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+LOOKUPS: dict[str, Callable[[str], str]] = {
+    "exact": exact,
+    "case-insensitive": case_insensitive,
+    "accent-insensitive": accent_insensitive,
+}
+
+
+def user_app(lookup: Callable[[str], str], devices: bool) -> Flask:
+    """A user table holding alice and every look-alike the lookup keeps apart,
+    each owned by the attacker."""
+    users: dict[str, str] = {lookup(VICTIM): "victim's secret"}
+    for name in LOOKALIKES:
+        users.setdefault(lookup(name), "attacker's own")
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s3cret", LOCKOUT_DEVICE_COOKIES=devices)
+    lockout = Lockout(app)
+    app.extensions["victim_checks"] = checks = [0]
+    app.extensions["owned"] = [n for n in LOOKALIKES if lookup(n) != lookup(VICTIM)]
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by=("ip", "form:username"))
+    def login() -> tuple[str, int]:
+        key = lookup(request.form["username"])
+        if key == lookup(VICTIM):
+            checks[0] += 1
+        if users.get(key) == request.form["password"]:
+            lockout.succeeded()
+            return "welcome", 200
+        return "no", 401
+
+    return app
+
+
+@pytest.mark.parametrize("devices", [False, True], ids=["plain", "device-cookies"])
+@pytest.mark.parametrize("lookup", LOOKUPS)
+def test_logging_into_a_lookalike_forgives_nothing_at_alice(
+    lookup: str, devices: bool
+) -> None:
+    app = user_app(LOOKUPS[lookup], devices)
+    owned = app.extensions["owned"]
+    if not owned:
+        pytest.skip("this lookup leaves no look-alike to own")
+    rounds = 0
+    # A fresh address per round: only the account's own bucket stands.
+    for rounds, own in enumerate(itertools.islice(itertools.cycle(owned), 100)):
+        client = app.test_client()
+        addr = {"REMOTE_ADDR": f"198.51.100.{rounds % 250}"}
+        for i in range(4):
+            client.post(
+                "/login",
+                data={"username": VICTIM, "password": f"guess{rounds}-{i}"},
+                environ_base=addr,
+            )
+        signed_in = client.post(
+            "/login",
+            data={"username": own, "password": "attacker's own"},
+            environ_base=addr,
+        )
+        # The login into his own account works, and forgives only itself.
+        assert signed_in.status_code in (200, 429)
+    assert rounds == 99
+    assert app.extensions["victim_checks"][0] <= 5  # was 400 of 400
+
+
+def spellings_of(name: str, count: int) -> list[str]:
+    """``count`` spellings an accent-insensitive lookup reads as ``name``."""
+    marks = ["", "\u0301", "\u0300", "\u0302", "\u0308"]
+    letters = [[c + m for m in marks] + [c.upper()] for c in name]
+    return ["".join(p) for p in itertools.islice(itertools.product(*letters), count)]
+
+
+def test_a_lookup_that_folds_more_gains_nothing_from_spellings() -> None:
+    app = user_app(accent_insensitive, devices=False)
+    client = app.test_client()
+    spellings = spellings_of(VICTIM, 100)
+    assert len(set(spellings)) == 100
+    assert {fold(s) for s in spellings} == {VICTIM}
+    for i, spelling in enumerate(spellings):
+        client.post(
+            "/login",
+            data={"username": spelling, "password": f"guess{i}"},
+            environ_base={"REMOTE_ADDR": f"203.0.113.{i % 250}"},
+        )
+    assert app.extensions["victim_checks"][0] == 5  # was 100 spellings x 4
+
+
+def test_the_owner_is_still_forgiven_for_her_own_typos() -> None:
+    app = user_app(case_insensitive, devices=False)
+    client = app.test_client()
+    for _ in range(4):
+        client.post("/login", data={"username": VICTIM, "password": "typo"})
+    ok = client.post("/login", data={"username": VICTIM, "password": "victim's secret"})
+    assert ok.status_code == 200
+    other = app.test_client()
+    addr = {"REMOTE_ADDR": "192.0.2.77"}
+    # Her account is clean again: four more typos from elsewhere, no lock.
+    for _ in range(4):
+        assert (
+            other.post(
+                "/login",
+                data={"username": VICTIM, "password": "typo"},
+                environ_base=addr,
+            ).status_code
+            == 401
+        )

@@ -1,0 +1,313 @@
+"""Login views written the ways Flask apps really answer a wrong password,
+attacked over real HTTP with a wordlist, as an off-the-shelf brute-force
+tool (THC-Hydra) would: a fresh connection and no cookies per guess."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import (
+    Flask,
+    flash,
+    jsonify,
+    redirect,
+    render_template_string,
+    request,
+    url_for,
+)
+from flask_login import LoginManager, UserMixin, login_user
+
+from flask_lockout import Lockout, MemoryStorage
+from flask_lockout.policy import DEFAULT_RESERVATION_SECONDS
+
+from .conftest import FakeClock, run_in_threads
+from .test_http import serving
+
+PASSWORD = "hunter2-but-longer"
+#: The real password is the 150th of 200 guesses, as in a leaked-list attack.
+WORDLIST = (
+    [f"guess-{i}" for i in range(149)]
+    + [PASSWORD]
+    + [f"guess-{i}" for i in range(149, 199)]
+)
+FORM = """<form method="post">{% if error %}<p>{{ error }}</p>{% endif %}
+<input name="email"><input name="password" type="password"></form>"""
+
+
+class InvalidLogin(Exception):
+    pass
+
+
+class User(UserMixin):
+    def __init__(self, email: str) -> None:
+        self.id = email
+
+
+def build(style: str, config: dict[str, Any]) -> Flask:
+    """An app whose /login answers a wrong password in ``style``."""
+    app = Flask(__name__)
+    app.config.update({"SECRET_KEY": "test secret", **config})
+    lockout = Lockout(app)
+    app.extensions["checks"] = checks = {"n": 0, "found": False}
+    guard = lockout.lockout_on_failure(by=("ip", "form:email"))
+
+    def verify() -> bool:
+        checks["n"] += 1
+        ok = request.form.get("password") == PASSWORD
+        checks["found"] = checks["found"] or ok
+        return ok
+
+    @app.get("/login")
+    def form() -> str:
+        return render_template_string(FORM, error=None)
+
+    if style == "403":
+
+        @app.post("/login")
+        @guard
+        def login_403() -> tuple[str, int]:
+            if verify():
+                lockout.succeeded()
+                return "welcome", 200
+            return "wrong email or password", 403
+
+    elif style == "rerender":
+
+        @app.post("/login")
+        @guard
+        def login_rerender() -> str:
+            if verify():
+                lockout.succeeded()
+                return "welcome"
+            return render_template_string(FORM, error="Wrong email or password.")
+
+    elif style == "redirect":
+
+        @app.post("/login")
+        @guard
+        def login_redirect() -> Any:
+            if verify():
+                lockout.succeeded()
+                return redirect("/home")
+            flash("Wrong email or password.")
+            return redirect(url_for("form"))
+
+    elif style == "errorhandler":
+
+        @app.errorhandler(InvalidLogin)
+        def invalid(_error: InvalidLogin) -> tuple[str, int]:
+            return "wrong email or password", 401
+
+        @app.post("/login")
+        @guard
+        def login_raises() -> str:
+            if not verify():
+                raise InvalidLogin()
+            lockout.succeeded()
+            return "welcome"
+
+    elif style == "flask_login":
+        manager = LoginManager(app)
+        manager.user_loader(User)
+
+        @app.post("/login")
+        @guard
+        def login_flask_login() -> Any:
+            if verify():
+                login_user(User(request.form["email"]))  # declares the success
+                return redirect("/home")
+            return render_template_string(FORM, error="Wrong email or password.")
+
+    elif style == "json_token":
+
+        @app.post("/login")
+        @guard
+        def login_json() -> Any:
+            if verify():
+                lockout.succeeded()
+                return jsonify(token="t0ken")
+            return jsonify(error="invalid credentials"), 401
+
+    return app
+
+
+STYLES = ["403", "rerender", "redirect", "errorhandler", "flask_login", "json_token"]
+
+
+def guess(port: int, password: str, email: str = "alice@example.com") -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        body = urllib.parse.urlencode({"email": email, "password": password})
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        connection.request("POST", "/login", body, headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def attack(app: Flask, threads: int = 1) -> dict[str, Any]:
+    words = iter(WORDLIST)
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                password = next(words, None)
+            if password is None:
+                return
+            guess(port, password)
+
+    with serving(app) as port:
+        run_in_threads(work, threads)
+    return dict(app.extensions["checks"])
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("threads", [1, 16])
+def test_a_wordlist_attack_reaches_the_check_only_as_the_policy_allows(
+    style: str, threads: int
+) -> None:
+    found = attack(build(style, {}), threads)
+    assert found == {"n": 5, "found": False}
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("style", ["rerender", "redirect", "flask_login"])
+def test_the_same_attack_on_redis(
+    style: str, redis_server: str, redis_prefix: str
+) -> None:
+    config = {"LOCKOUT_STORAGE_URI": redis_server, "LOCKOUT_KEY_PREFIX": redis_prefix}
+    found = attack(build(style, config), threads=16)
+    assert found == {"n": 5, "found": False}
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_the_owner_still_signs_in_and_is_forgiven(style: str) -> None:
+    app = build(style, {"LOCKOUT_DEVICE_COOKIES": False})
+    client = app.test_client()
+    wrong = {"email": "alice@example.com", "password": "typo"}
+    right = {"email": "alice@example.com", "password": PASSWORD}
+    for _ in range(4):
+        assert client.post("/login", data=wrong).status_code != 429
+    assert client.post("/login", data=right).status_code in (200, 302)
+    # The account's own four typos are forgiven; the address keeps them, so
+    # the owner gets one more typo before the address locks.
+    assert client.post("/login", data=wrong).status_code != 429
+    assert client.post("/login", data=right).status_code == 429
+
+
+def test_an_undeclared_success_is_named_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Flask(__name__)
+    lockout = Lockout(app)
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by="form:email")
+    def login() -> str:
+        return "welcome"  # never declares the success
+
+    client = app.test_client()
+    with caplog.at_level("WARNING", logger="flask_lockout"):
+        for _ in range(3):
+            client.post("/login", data={"email": "a@x"})
+    warnings = [r.message for r in caplog.records if "FAILURE" in r.message]
+    assert len(warnings) == 1
+    assert "lockout.succeeded()" in warnings[0] and "login" in warnings[0]
+
+
+def outcomes_app(view: Callable[[Lockout], Any]) -> Flask:
+    app = Flask(__name__)
+    app.config["LOCKOUT_MAX_FAILURES"] = 2
+    lockout = Lockout(app)
+    app.post("/login")(lockout.lockout_on_failure(by="form:email")(view(lockout)))
+    return app
+
+
+def test_a_5xx_is_no_verdict_and_a_declared_failure_wins() -> None:
+    def crashing(_lockout: Lockout) -> Any:
+        def view() -> str:
+            raise RuntimeError("the database went away")
+
+        return view
+
+    client = outcomes_app(crashing).test_client()
+    client.application.config["PROPAGATE_EXCEPTIONS"] = False
+    statuses = [
+        client.post("/login", data={"email": "a@x"}).status_code for _ in "abcdef"
+    ]
+    assert statuses == [500] * 6  # never counted, so never locked
+
+    def failing_then_crashing(lockout: Lockout) -> Any:
+        def view() -> str:
+            lockout.failed()
+            raise RuntimeError("after the password check")
+
+        return view
+
+    client = outcomes_app(failing_then_crashing).test_client()
+    client.application.config["PROPAGATE_EXCEPTIONS"] = False
+    statuses = [client.post("/login", data={"email": "a@x"}).status_code for _ in "abc"]
+    assert statuses == [500, 500, 429]
+
+
+def test_a_missing_field_is_a_400_and_counts_nothing() -> None:
+    client = outcomes_app(lambda _l: lambda: ("no", 401)).test_client()
+    for _ in range(5):
+        missing = client.post("/login", json={"password": "x"})
+        assert missing.status_code == 400 and "error" in missing.json
+    assert client.post("/login", data={"email": "a@x"}).status_code == 401
+
+
+def test_views_slower_than_the_reservation_let_no_new_wave_in(
+    clock: FakeClock,
+) -> None:
+    """An LDAP check that takes minutes: whatever the view's duration, no
+    more checks than the policy (it was 15 against 5 when reservations
+    expired under slow views)."""
+    app = Flask(__name__)
+    lockout = Lockout(app, storage=MemoryStorage(clock=clock))
+    release = threading.Event()
+    checks = [0]
+    started = threading.Semaphore(0)
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by="form:email")
+    def login() -> tuple[str, int]:
+        checks[0] += 1
+        started.release()
+        release.wait(10)  # the slow directory server
+        return "no", 401
+
+    statuses: list[int] = []
+
+    def one() -> None:
+        client = app.test_client()
+        statuses.append(client.post("/login", data={"email": "a@x"}).status_code)
+
+    def wave() -> list[threading.Thread]:
+        threads = [threading.Thread(target=one) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    first = wave()
+    for _ in range(5):  # all five are inside the slow view
+        assert started.acquire(timeout=10)
+    later = []
+    for _ in range(2):  # two more waves, each after the reservations expired
+        clock.advance(DEFAULT_RESERVATION_SECONDS + 1)
+        threads = wave()
+        for thread in threads:
+            thread.join(10)  # refused at once; a granted one would block here
+        later += threads
+    release.set()
+    for thread in first:
+        thread.join(10)
+    assert checks[0] == 5
+    assert sorted(statuses) == [401] * 5 + [429] * 10
