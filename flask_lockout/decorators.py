@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -28,13 +29,17 @@ from .keys import (
     logical_key,
     parse_specs,
 )
-from .limits import Limit, as_limits
+from .limits import Limit, RateLimitResult, as_limits
 from .policy import DEFAULT_RESERVATION_SECONDS, Outcome, Reservation
 from .state import AppState, current_state, send
 from .storage.base import AttemptKey, Settlement
 
 F = TypeVar("F", bound=Callable[..., Any])
 ResponseTest = Callable[[Response], bool]
+
+#: Views wrapped by ``lockout_on_failure`` itself: a ``@throttled`` stacked
+#: right on one of them leaves its rate limit to the same round trip.
+_GUARDED: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
 def _guarded(view: F, before: Callable[[], None]) -> F:
@@ -72,7 +77,7 @@ def throttled(
     specs = parse_specs(by)
     check_scope(scope)
 
-    def before() -> None:
+    def before(deferred: bool) -> None:
         state = current_state()
         if not state.settings.enabled or (exempt_when is not None and exempt_when()):
             return
@@ -83,21 +88,38 @@ def throttled(
             cached = state.refusals.retry_after(f"rl:{key}")
             if cached:
                 raise TooManyAttempts(cached)
+        if deferred:
+            # The lockout guard right below sends both in one round trip.
+            g._lockout_pending_limit = (keys, applied)
+            return
         # Every key must pass; when one refuses, none is counted.
-        result = state.storage.rate_limit_hit_many(keys, applied)
-        g._lockout_rate_limit = result
-        if not result.allowed:
-            refusing = keys[result.window // len(applied)]
-            state.refusals.remember(f"rl:{refusing}", result.retry_after)
-            send(
-                signals.rate_limited,
-                refusing,
-                limit=result.limit,
-                retry_after=result.retry_after,
-            )
-            raise TooManyAttempts(result.retry_after)
+        check_rate_limit(
+            state, keys, applied, state.storage.rate_limit_hit_many(keys, applied)
+        )
 
-    return lambda view: _guarded(view, before)
+    def decorator(view: F) -> F:
+        deferred = view in _GUARDED
+        return _guarded(view, lambda: before(deferred))
+
+    return decorator
+
+
+def check_rate_limit(
+    state: AppState, keys: Sequence[str], limits: Sequence[Limit], result: Any
+) -> None:
+    """Keep ``result`` for the headers; on a refusal remember it and raise."""
+    g._lockout_rate_limit = result
+    if result.allowed:
+        return
+    refusing = keys[result.window // len(limits)]
+    state.refusals.remember(f"rl:{refusing}", result.retry_after)
+    send(
+        signals.rate_limited,
+        refusing,
+        limit=result.limit,
+        retry_after=result.retry_after,
+    )
+    raise TooManyAttempts(result.retry_after)
 
 
 @dataclass
@@ -160,11 +182,18 @@ def lockout_on_failure(
         guard.success, guard.failure = success, failure
         g.setdefault("_lockout_guards", []).append(guard)
 
-    return lambda view: _guarded(view, before)
+    def decorator(view: F) -> F:
+        wrapper = _guarded(view, before)
+        _GUARDED.add(wrapper)
+        return wrapper
+
+    return decorator
 
 
 def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     """Reserve one attempt on every key of the request, or raise the 429."""
+    # Taken first: a request refused from the cache below costs nothing.
+    pending = g.pop("_lockout_pending_limit", None)
     keys = [spec.read(scope) for spec in specs]
     account = next((k.spelling for k in keys if k.spelling), None)
     nonce = device_nonce(account) if account and state.device_cookies else None
@@ -174,16 +203,24 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     for kv in keys:
         cached = state.refusals.retry_after(kv.key)
         if cached:
+            if pending is not None:  # a refused request: no quota left to show
+                limit = pending[1][0].count
+                g._lockout_rate_limit = RateLimitResult(False, 0, cached, limit, cached)
             send(signals.locked_out, kv.key, retry_after=cached)
             raise TooManyAttempts(cached)
     token = secrets.token_hex(8)
     policy = state.settings.policy
-    answers = state.storage.lockout_reserve_all(
-        [AttemptKey(kv.key, kv.spelling) for kv in keys],
-        policy,
-        token,
-        DEFAULT_RESERVATION_SECONDS,
-    )
+    attempts = [AttemptKey(kv.key, kv.spelling) for kv in keys]
+    if pending is not None:
+        limit_keys, limits = pending
+        result, answers = state.storage.lockout_guard(
+            limit_keys, limits, attempts, policy, token, DEFAULT_RESERVATION_SECONDS
+        )
+        check_rate_limit(state, limit_keys, limits, result)
+    else:
+        answers = state.storage.lockout_reserve_all(
+            attempts, policy, token, DEFAULT_RESERVATION_SECONDS
+        )
     refused = [(kv, a) for kv, a in zip(keys, answers, strict=True) if not a.granted]
     if refused:
         granted = [
@@ -194,8 +231,9 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
         if granted:  # give back what the other keys counted
             state.storage.lockout_settle_all(granted, policy, token)
         for kv, answer in refused:
-            state.refusals.remember(kv.key, answer.retry_after)
-            send(signals.locked_out, kv.key, retry_after=answer.retry_after)
+            if answer.locked:
+                state.refusals.remember(kv.key, answer.retry_after)
+                send(signals.locked_out, kv.key, retry_after=answer.retry_after)
         raise TooManyAttempts(max(answer.retry_after for _, answer in refused))
     if nonce is not None:
         return Guard(keys, token, answers, device=True)

@@ -110,7 +110,11 @@ def test_recovery_is_signalled_once_and_outage_locks_keep_refusing() -> None:
         server.start()
         assert server.port == port
         for i in range(100):  # a probe after the retry interval
-            wrong(client, f"probe{i}@x")
+            client.post(
+                "/login",
+                data={"email": f"probe{i}@x"},
+                environ_base={"REMOTE_ADDR": f"192.0.2.{i + 1}"},
+            )
             if not app.extensions["lockout"].fallback_active:
                 break
         assert not app.extensions["lockout"].fallback_active

@@ -170,6 +170,19 @@ class FullStorage(
 
     prefix: str
 
+    def lockout_guard(
+        self,
+        limit_keys: Sequence[str],
+        limits: Sequence[Limit],
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+    ) -> tuple[RateLimitResult, list[Reservation]]:
+        """``@throttled`` stacked on ``@lockout_on_failure``: the rate limit
+        and the reservations in one round trip. When the rate limit refuses,
+        no reservation stays counted (the list is empty)."""
+
     def storage_key(self, identifier: str, kind: str) -> str: ...
 
     def clear(self) -> None: ...

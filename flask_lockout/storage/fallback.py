@@ -80,23 +80,33 @@ class FallbackStorage(Storage):
         """True while this process decides without the primary store."""
         return self.lost is not None
 
-    def _call(self, method: str, *args: Any) -> Any:
-        """The primary's answer, or None when the breaker is open."""
-        if self.lost is not None:
-            with self._lock:
-                now = self.clock()
-                if now < self._retry_at:
-                    return _SKIPPED
-                # This caller probes; the others keep skipping meanwhile.
-                self._retry_at = now + self.retry_seconds
+    def _primary_up(self) -> bool:
+        """True while the primary answers; once the retry interval is over,
+        one caller probes it with a ping, the others keep skipping."""
+        if self.lost is None:
+            return True
+        with self._lock:
+            now = self.clock()
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + self.retry_seconds
         try:
-            result = getattr(self.primary, method)(*args)
+            self.primary.ping()
+        except StorageError as exc:
+            self._lose(exc)
+            return False
+        self._recover()
+        return True
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """The primary's answer, or ``_SKIPPED`` while it is away."""
+        if not self._primary_up():
+            return _SKIPPED
+        try:
+            return getattr(self.primary, method)(*args)
         except StorageError as exc:
             self._lose(exc)
             return _SKIPPED
-        if self.lost is not None:
-            self._recover()
-        return result
 
     def _lose(self, error: StorageError) -> None:
         with self._lock:
@@ -117,6 +127,41 @@ class FallbackStorage(Storage):
 
     # -- login lockout ------------------------------------------------------
 
+    def _outage_locks(
+        self, attempts: Sequence[AttemptKey], policy: LockoutConfig
+    ) -> list[Reservation] | None:
+        """Locks set while the primary was away keep refusing after it.
+        (While it is away, the memory store decides and knows them anyway.)"""
+        if not len(self.memory) or not self._primary_up():
+            return None
+        known = [self.memory.lockout_status(a.key, policy) for a in attempts]
+        if not any(state.locked for state in known):
+            return None
+        return [Reservation(False, s.locked, s.retry_after) for s in known]
+
+    def lockout_guard(
+        self,
+        limit_keys: Sequence[str],
+        limits: Sequence[Limit],
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+    ) -> tuple[RateLimitResult, list[Reservation]]:
+        refused = self._outage_locks(attempts, policy)
+        if refused is not None:
+            return RateLimitResult(True, 0, 0.0, limits[0].count), refused
+        args = (limit_keys, limits, attempts, policy, token, ttl)
+        found = self._call("lockout_guard", *args)
+        if found is not _SKIPPED:
+            return found  # type: ignore[no-any-return]
+        if self.mode == "memory":
+            return self.memory.lockout_guard(*args)
+        if self.mode == "open":
+            allowed = RateLimitResult(True, limits[0].count, 0.0, limits[0].count)
+            return allowed, [Reservation(True, False, 0) for _ in attempts]
+        raise self._outage()
+
     def lockout_reserve_all(
         self,
         attempts: Sequence[AttemptKey],
@@ -124,13 +169,9 @@ class FallbackStorage(Storage):
         token: str,
         ttl: float,
     ) -> list[Reservation]:
-        if len(self.memory):
-            # Locks set while the primary was away keep refusing.
-            known = [self.memory.lockout_status(a.key, policy) for a in attempts]
-            if any(state.locked for state in known):
-                return [
-                    Reservation(not s.locked, s.locked, s.retry_after) for s in known
-                ]
+        refused = self._outage_locks(attempts, policy)
+        if refused is not None:
+            return refused
         found = self._call("lockout_reserve_all", attempts, policy, token, ttl)
         if found is not _SKIPPED:
             return list(found)

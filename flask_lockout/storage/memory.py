@@ -194,6 +194,20 @@ class MemoryStorage(Storage):
                 self._save(skey, record, policy, now)
         return answers
 
+    def lockout_guard(
+        self,
+        limit_keys: Sequence[str],
+        limits: Sequence[Limit],
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+    ) -> tuple[RateLimitResult, list[Reservation]]:
+        result = self.rate_limit_hit_many(limit_keys, limits)
+        if not result.allowed:
+            return result, []
+        return result, self.lockout_reserve_all(attempts, policy, token, ttl)
+
     def lockout_settle_all(
         self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
     ) -> None:

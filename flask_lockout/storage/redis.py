@@ -154,30 +154,38 @@ class RedisStorage(Storage):
             return self._script(name)(keys=list(keys), args=list(args), client=client)
 
     def _run_many(
-        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[object]]]
+        self, calls: Sequence[tuple[str, Sequence[str], Sequence[object]]]
     ) -> list[Any]:
-        """Several script calls in one round trip (a pipeline, not a
-        transaction: each call is atomic on its own keys, which may live in
-        different Cluster slots)."""
+        """Several script calls ``(script, keys, args)`` in one round trip (a
+        pipeline, not a transaction: each call is atomic on its own keys,
+        which may live in different Cluster slots)."""
         client = self.client
         # Cluster clients refuse scripts in pipelines: one call per key there.
         if len(calls) == 1 or hasattr(client, "nodes_manager"):
-            return [self._run(name, keys, args) for keys, args in calls]
+            return [self._run(name, keys, args) for name, keys, args in calls]
         with self._translate_errors():
-            script = self._script(name)
+            results: list[Any] = [None] * len(calls)
+            todo = list(range(len(calls)))
             for _ in range(2):
                 pipe = client.pipeline(transaction=False)
-                for keys, args in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                results = pipe.execute(raise_on_error=False)
-                if not any(_is_noscript(result) for result in results):
+                for i in todo:
+                    name, keys, args = calls[i]
+                    pipe.evalsha(self._script(name).sha, len(keys), *keys, *args)
+                for i, result in zip(
+                    todo, pipe.execute(raise_on_error=False), strict=True
+                ):
+                    results[i] = result
+                # Only the calls the server had no script for did not run:
+                # load those and send them again, never the others twice.
+                todo = [i for i in todo if _is_noscript(results[i])]
+                if not todo:
                     break
-                # The server lost its scripts; none ran, so send them again.
-                client.script_load(script.script)
+                for name in {calls[i][0] for i in todo}:
+                    client.script_load(self._script(name).script)
             for result in results:
                 if isinstance(result, Exception):
                     raise result
-            return list(results)
+            return results
 
     # -- login lockout ------------------------------------------------------
 
@@ -221,12 +229,13 @@ class RedisStorage(Storage):
         ttl_ms = max(1, _ms(ttl))
         calls = [
             (
+                "lockout",
                 self._lockout_keys(key),
                 self._lockout_args("reserve", policy, token, ttl_ms, spelling),
             )
             for key, spelling in attempts
         ]
-        replies = self._run_many("lockout", calls)
+        replies = self._run_many(calls)
         return [Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in replies]
 
     def lockout_settle_all(
@@ -234,6 +243,7 @@ class RedisStorage(Storage):
     ) -> None:
         calls = [
             (
+                "lockout",
                 self._lockout_keys(key),
                 self._lockout_args(outcome.value, policy, token, 0, spelling),
             )
@@ -241,7 +251,7 @@ class RedisStorage(Storage):
             if outcome is not Outcome.FAILURE
         ]
         if calls:
-            self._run_many("lockout", calls)
+            self._run_many(calls)
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
         return self._lockout("failure", key, policy)
@@ -302,25 +312,60 @@ class RedisStorage(Storage):
                     return result
                 results.append(result)
             return min(results, key=lambda r: r.remaining)
-        # One script over every window of every key: all pass or none counts.
-        names, args = [], []
+        return _rate_limit_result(self._run(*self._rate_limit_call(keys, limits)))
+
+    def _rate_limit_call(
+        self, keys: Sequence[str], limits: Sequence[Limit]
+    ) -> tuple[str, list[str], list[object]]:
+        """One script over every window of every key: all pass or none counts."""
+        names: list[str] = []
+        args: list[object] = []
         for key in keys:
             for limit in limits:
                 names.append(
                     self.storage_key(key, f"rl:{limit.count}/{limit.period_seconds}")
                 )
                 args += [limit.count, limit.period_seconds * 1000]
-        allowed, remaining, retry_ms, count, reset_ms, window = self._run(
-            "ratelimit", names, args
-        )
-        return RateLimitResult(
-            bool(allowed),
-            int(remaining),
-            int(retry_ms) / 1000,
-            int(count),
-            int(reset_ms) / 1000,
-            int(window),
-        )
+        return "ratelimit", names, args
+
+    def lockout_guard(
+        self,
+        limit_keys: Sequence[str],
+        limits: Sequence[Limit],
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+    ) -> tuple[RateLimitResult, list[Reservation]]:
+        """A rate limit and a lockout reservation in one round trip; when the
+        rate limit refuses, no attempt stays counted."""
+        if hasattr(self.client, "nodes_manager"):
+            result = self.rate_limit_hit_many(limit_keys, limits)
+            if not result.allowed:
+                return result, []
+            return result, self.lockout_reserve_all(attempts, policy, token, ttl)
+        ttl_ms = max(1, _ms(ttl))
+        calls = [self._rate_limit_call(limit_keys, limits)] + [
+            (
+                "lockout",
+                self._lockout_keys(key),
+                self._lockout_args("reserve", policy, token, ttl_ms, spelling),
+            )
+            for key, spelling in attempts
+        ]
+        first, *replies = self._run_many(calls)
+        result = _rate_limit_result(first)
+        reservations = [Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in replies]
+        if result.allowed:
+            return result, reservations
+        counted = [
+            Settlement(a.key, Outcome.RELEASE)
+            for a, r in zip(attempts, reservations, strict=True)
+            if r.granted
+        ]
+        if counted:  # a refusal already known costs nothing: it is cached
+            self.lockout_settle_all(counted, policy, token)
+        return result, []
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         if key is None:
@@ -413,6 +458,18 @@ class RedisStorage(Storage):
             value = next(iter(found.values()))
             return value.decode() if isinstance(value, bytes) else str(value)
         return "unknown"
+
+
+def _rate_limit_result(reply: Sequence[Any]) -> RateLimitResult:
+    allowed, remaining, retry_ms, count, reset_ms, window = reply
+    return RateLimitResult(
+        bool(allowed),
+        int(remaining),
+        int(retry_ms) / 1000,
+        int(count),
+        int(reset_ms) / 1000,
+        int(window),
+    )
 
 
 def _is_noscript(result: object) -> bool:
