@@ -85,6 +85,22 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
         redis_client.delete(key)
 
 
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Packets written to Redis by redis-py: a pipeline or a script call is one."""
+    import redis.connection
+
+    sent = [0]
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: object, command: object, check_health: bool = True) -> None:
+        sent[0] += 1
+        original(self, command, check_health)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    return sent
+
+
 def run_in_threads(target: Callable[[], None], count: int) -> None:
     """Start ``count`` threads running ``target`` and wait for all of them."""
     import threading
