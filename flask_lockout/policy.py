@@ -215,6 +215,8 @@ class LockRecord:
     pending: dict[str, tuple[float, tuple[Any, ...], tuple[Any, ...], str]] | None = (
         None
     )
+    #: When a store may forget this record (kept here to save a wrapper).
+    expires_at: float = 0.0
 
     def state_expires(self, policy: LockoutConfig) -> float:
         if self.lock_number:
@@ -225,7 +227,7 @@ class LockRecord:
             return self.window_start + policy.window_seconds
         return -math.inf
 
-    def expires_at(self, policy: LockoutConfig) -> float:
+    def lasts_until(self, policy: LockoutConfig) -> float:
         pending = max((p[0] for p in (self.pending or {}).values()), default=-math.inf)
         return max(self.state_expires(policy), pending)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import threading
@@ -25,12 +24,21 @@ DEFAULT_MAX_KEYS = 100_000
 OVERFLOW = "~overflow"
 
 
-class _Entry:
+class _Counter:
+    """A throttle counter, a token or a rate-limit window, with its expiry."""
+
     __slots__ = ("value", "expires_at")
 
     def __init__(self, value: object, expires_at: float) -> None:
         self.value = value
         self.expires_at = expires_at
+
+
+#: A full store sweeps out expired keys at most this often (in its clock's
+#: seconds): a sweep reads every key, so it must not run on every request.
+SWEEP_INTERVAL = 1.0
+
+_Stored = LockRecord | _Counter
 
 
 class MemoryStorage(Storage):
@@ -71,9 +79,11 @@ class MemoryStorage(Storage):
         self.max_keys = max_keys
         self.prefix = prefix
         self._lock = threading.Lock()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, _Stored] = {}
+        #: Rate-limit windows and throttle counters, least recently used first:
+        #: the only keys evicted while they live.
         self._plain: OrderedDict[str, None] = OrderedDict()
-        self._expiry_heap: list[tuple[float, str]] = []
+        self._next_sweep = -math.inf
         #: True once new keys had to share the overflow bucket.
         self.overflowed = False
 
@@ -82,16 +92,16 @@ class MemoryStorage(Storage):
 
     # -- bounded key space --------------------------------------------------
 
-    def _get(self, key: str, now: float) -> object | None:
-        entry = self._entries.get(key)
-        if entry is None:
+    def _get(self, key: str, now: float) -> _Stored | None:
+        stored = self._entries.get(key)
+        if stored is None:
             return None
-        if entry.expires_at <= now:
+        if stored.expires_at <= now:
             self._drop(key)
             return None
         if key in self._plain:
             self._plain.move_to_end(key)
-        return entry.value
+        return stored
 
     def _slot(self, skey: str, kind: str, now: float) -> str:
         """``skey`` if it exists or room can be made for it, else the shared
@@ -109,55 +119,31 @@ class MemoryStorage(Storage):
         return self.storage_key(OVERFLOW, kind)
 
     def _make_room(self, now: float) -> bool:
-        heap = self._expiry_heap
-        while len(self._entries) >= self.max_keys:
-            while heap and not self._is_current(heap[0]):
-                heapq.heappop(heap)
-            if heap and heap[0][0] <= now:
-                self._drop(heapq.heappop(heap)[1])
-            elif self._plain:
-                self._drop(self._plain.popitem(last=False)[0])
-            else:
-                return False
-        return True
+        if len(self._entries) < self.max_keys:
+            return True
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_INTERVAL
+            for key in [k for k, v in self._entries.items() if v.expires_at <= now]:
+                self._drop(key)
+        while len(self._entries) >= self.max_keys and self._plain:
+            # The least recently used counter or window.
+            self._entries.pop(self._plain.popitem(last=False)[0], None)
+        return len(self._entries) < self.max_keys
 
-    def _put(
-        self, key: str, value: object, expires_at: float, protected: bool, now: float
-    ) -> None:
-        if expires_at <= now:
+    def _put(self, key: str, stored: _Stored, plain: bool, now: float) -> None:
+        if stored.expires_at <= now:
             self._drop(key)
             return
-        entry = self._entries.get(key)
-        if entry is None:
-            self._entries[key] = _Entry(value, expires_at)
-        else:
-            if entry.expires_at == expires_at and entry.value is value:
-                if not protected and key in self._plain:
-                    self._plain.move_to_end(key)
-                return
-            entry.value = value
-            if entry.expires_at == expires_at:
-                expires_at = math.nan  # unchanged: no new heap item
-            else:
-                entry.expires_at = expires_at
-        if protected:
-            self._plain.pop(key, None)
-        else:
+        self._entries[key] = stored
+        if plain:
             self._plain[key] = None
             self._plain.move_to_end(key)
-        if not math.isnan(expires_at):
-            heapq.heappush(self._expiry_heap, (expires_at, key))
-        if len(self._expiry_heap) > 2 * len(self._entries) + 64:
-            self._expiry_heap = [(e.expires_at, k) for k, e in self._entries.items()]
-            heapq.heapify(self._expiry_heap)
+        else:
+            self._plain.pop(key, None)
 
     def _drop(self, key: str) -> None:
         self._entries.pop(key, None)
         self._plain.pop(key, None)
-
-    def _is_current(self, item: tuple[float, str]) -> bool:
-        entry = self._entries.get(item[1])
-        return entry is not None and entry.expires_at == item[0]
 
     # -- login lockout ------------------------------------------------------
 
@@ -174,9 +160,8 @@ class MemoryStorage(Storage):
     def _save(
         self, skey: str, record: LockRecord, policy: LockoutConfig, now: float
     ) -> None:
-        protected = record.protected()
-        expires_at = record.expires_at(policy) if protected else now
-        self._put(skey, record, expires_at, True, now)
+        record.expires_at = record.lasts_until(policy) if record.protected() else now
+        self._put(skey, record, False, now)
 
     def lockout_reserve_all(
         self,
@@ -237,13 +222,10 @@ class MemoryStorage(Storage):
     def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
         with self._lock:
             now = self.clock()
-            entry = self._entries.get(self.storage_key(key, "lock"))
-            if entry is None:
-                entry = self._entries.get(self.storage_key(OVERFLOW, "lock"))
-                if entry is None or not self.overflowed:
-                    return LockState(False, 0)
-            record = entry.value
-            if entry.expires_at <= now or not isinstance(record, LockRecord):
+            record = self._entries.get(self.storage_key(key, "lock"))
+            if record is None and self.overflowed:
+                record = self._entries.get(self.storage_key(OVERFLOW, "lock"))
+            if not isinstance(record, LockRecord) or record.expires_at <= now:
                 return LockState(False, 0)
             if now >= record.state_expires(policy):
                 return LockState(False, 0)
@@ -264,24 +246,23 @@ class MemoryStorage(Storage):
     def throttle_status(self, key: str) -> ThrottleCount:
         with self._lock:
             now = self.clock()
-            entry = self._entries.get(self.storage_key(key, "throttle"))
-            if entry is None or entry.expires_at <= now:
+            counter = self._entries.get(self.storage_key(key, "throttle"))
+            if not isinstance(counter, _Counter) or counter.expires_at <= now:
                 return ThrottleCount(0, 0.0)
-            assert isinstance(entry.value, int)
-            return ThrottleCount(entry.value, entry.expires_at - now)
+            assert isinstance(counter.value, int)
+            return ThrottleCount(counter.value, counter.expires_at - now)
 
     def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
         with self._lock:
             now = self.clock()
             skey = self._slot(self.storage_key(key, "throttle"), "throttle", now)
-            count = self._get(skey, now)
-            entry = self._entries.get(skey)
-            if not isinstance(count, int) or entry is None:
-                count, expires_at = 0, now + window_seconds
-            else:
-                expires_at = entry.expires_at
-            self._put(skey, count + 1, expires_at, False, now)
-            return ThrottleCount(count + 1, expires_at - now)
+            counter = self._get(skey, now)
+            count = counter.value if isinstance(counter, _Counter) else None
+            if not isinstance(counter, _Counter) or not isinstance(count, int):
+                counter, count = _Counter(0, now + window_seconds), 0
+            counter.value = count + 1
+            self._put(skey, counter, True, now)
+            return ThrottleCount(count + 1, counter.expires_at - now)
 
     def throttle_reset(self, key: str) -> None:
         with self._lock:
@@ -303,8 +284,8 @@ class MemoryStorage(Storage):
                 index = math.floor(now / period)
                 stored = self._get(skey, now)
                 current = previous = 0
-                if isinstance(stored, tuple):
-                    stored_index, stored_current, stored_previous = stored
+                if isinstance(stored, _Counter) and isinstance(stored.value, tuple):
+                    stored_index, stored_current, stored_previous = stored.value
                     if stored_index == index:
                         current, previous = stored_current, stored_previous
                     elif stored_index == index - 1:
@@ -318,9 +299,8 @@ class MemoryStorage(Storage):
                     windows, every, strict=True
                 ):
                     expires_at = (index + 2) * limit.period_seconds
-                    self._put(
-                        skey, (index, current + 1, previous), expires_at, False, now
-                    )
+                    window = _Counter((index, current + 1, previous), expires_at)
+                    self._put(skey, window, True, now)
             return result
 
     def rate_limit_reset(self, key: str | None = None) -> None:
@@ -343,15 +323,17 @@ class MemoryStorage(Storage):
             if skey not in self._entries and not self._make_room(now):
                 raise StorageError("The memory store is full: no room for a token.")
             # A pending token must not be evicted before its TTL: protected.
-            self._put(skey, subject, now + ttl, True, now)
+            self._put(skey, _Counter(subject, now + ttl), False, now)
 
     def token_take(self, token_hash: str) -> str | None:
         with self._lock:
             now = self.clock()
             skey = self.storage_key(token_hash, "token")
-            subject = self._get(skey, now)
+            token = self._get(skey, now)
             self._drop(skey)
-            return subject if isinstance(subject, str) else None
+            if isinstance(token, _Counter) and isinstance(token.value, str):
+                return token.value
+            return None
 
     # -- administration -----------------------------------------------------
 
@@ -359,7 +341,6 @@ class MemoryStorage(Storage):
         with self._lock:
             self._entries.clear()
             self._plain.clear()
-            self._expiry_heap.clear()
             self.overflowed = False
 
     def ping(self) -> None:
