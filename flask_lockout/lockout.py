@@ -89,7 +89,7 @@ class _CheckedBackend:
     def settle(self, key: str, token: str, outcome: Outcome) -> tuple[bool, int] | None:
         if outcome is Outcome.FAILURE:
             return self.backend.record_failure(key)
-        if outcome is not Outcome.RELEASE:
+        if outcome in (Outcome.SUCCESS, Outcome.CLEAR):
             self.backend.record_success(key)
         return None
 

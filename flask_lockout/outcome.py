@@ -68,15 +68,20 @@ def settle_on_response(response: Response) -> Response:
 
 
 def release_unsettled(error: BaseException | None) -> None:
-    """Teardown hook: give back attempts that no response settled."""
+    """Teardown hook: attempts that no response settled (the view raised and
+    the exception propagated) are no verdict."""
     guards: list[Guard] | None = g.pop("_lockout_guards", None)
     if guards:
         state = current_state()
         for guard in guards:
-            _settle(state, guard, Outcome.RELEASE)
+            _settle(state, guard, Outcome.UNKNOWN)
 
 
 def _outcome(state: AppState, guard: Guard, response: Response) -> Outcome:
+    if guard.declared is Outcome.SUCCESS and response.status_code >= 400:
+        # A success declared early (the password) and an error after it (a
+        # wrong second factor): the final answer wins.
+        return Outcome.FAILURE
     if guard.declared is not None:
         if guard.declared is Outcome.SUCCESS:
             state.declared_success.add(request.endpoint or "")
@@ -84,32 +89,42 @@ def _outcome(state: AppState, guard: Guard, response: Response) -> Outcome:
     if guard.success is not None and guard.success(response):
         return Outcome.SUCCESS
     if guard.failure is not None:
-        return Outcome.FAILURE if guard.failure(response) else Outcome.RELEASE
+        return Outcome.FAILURE if guard.failure(response) else Outcome.UNKNOWN
     if response.status_code >= 500:
-        logger.warning(
-            "%s answered %d: the attempt is given back, not counted.",
-            request.endpoint,
+        _warn_once(
+            state,
+            "%s answered %d to an attempt: it is given back once per key and"
+            " failure window, then counted. If the password check raises on a"
+            " mismatch (argon2's verify() does), catch it and answer the"
+            " failure.",
             response.status_code,
         )
-        return Outcome.RELEASE
+        return Outcome.UNKNOWN
     if response.status_code < 400 and guard.success is None:
         _warn_undeclared(state, response.status_code)
     return Outcome.FAILURE
 
 
 def _warn_undeclared(state: AppState, status: int) -> None:
-    endpoint = request.endpoint or request.path
-    if endpoint in state.declared_success or endpoint in state.warned_undeclared:
+    if (request.endpoint or request.path) in state.declared_success:
         return
-    state.warned_undeclared.add(endpoint)
-    logger.warning(
+    _warn_once(
+        state,
         "%s answered %d and counted as a FAILURE: it never declared a success."
-        " Call lockout.succeeded() when the password is right (Flask-Login's"
+        " Call lockout.succeeded() once the login is complete (Flask-Login's"
         " login_user() does it for you), or pass success=... to"
         " @lockout_on_failure; otherwise every login counts against the account.",
-        endpoint,
         status,
     )
+
+
+def _warn_once(state: AppState, message: str, status: int) -> None:
+    """Log ``message`` once per endpoint and kind, not once per request."""
+    endpoint = request.endpoint or request.path
+    if (endpoint, message) in state.warned_undeclared:
+        return
+    state.warned_undeclared.add((endpoint, message))
+    logger.warning(message, endpoint, status)
 
 
 def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:

@@ -161,8 +161,13 @@ class Outcome(enum.Enum):
     #: The account proved itself: give the attempt back and forgive the
     #: failures typed with the same spelling.
     SUCCESS = "success"
-    #: No verdict (a 5xx): give the attempt back.
+    #: The view never ran (another key or a rate limit refused): give the
+    #: attempt back.
     RELEASE = "release"
+    #: The view ran but reached no verdict the app declared (a 5xx): give
+    #: the attempt back, but only once per key and failure window, since a
+    #: password check that raises on a mismatch also ends in a 5xx.
+    UNKNOWN = "unknown"
     #: Forget the key entirely.
     CLEAR = "clear"
 
@@ -215,6 +220,8 @@ class LockRecord:
     pending: dict[str, tuple[float, tuple[Any, ...], tuple[Any, ...], str]] | None = (
         None
     )
+    #: Until when a no-verdict give-back (``Outcome.UNKNOWN``) was used up.
+    given_back_until: float = 0.0
     #: When a store may forget this record (kept here to save a wrapper).
     expires_at: float = 0.0
 
@@ -229,7 +236,7 @@ class LockRecord:
 
     def lasts_until(self, policy: LockoutConfig) -> float:
         pending = max((p[0] for p in (self.pending or {}).values()), default=-math.inf)
-        return max(self.state_expires(policy), pending)
+        return max(self.state_expires(policy), pending, self.given_back_until)
 
     def refresh(self, policy: LockoutConfig, now: float) -> None:
         """Forget state that has expired: a clean key, or old pending attempts."""
@@ -239,6 +246,8 @@ class LockRecord:
         if self.pending:
             for token in [t for t, p in self.pending.items() if p[0] <= now]:
                 del self.pending[token]
+        if self.given_back_until <= now:
+            self.given_back_until = 0.0
 
     def state(self, now: float) -> LockState:
         locked = self.locked_until > now
@@ -284,12 +293,25 @@ class LockRecord:
         state = self.state(now)
         return Reservation(True, state.locked, state.retry_after)
 
-    def release(self, token: str, now: float) -> None:
+    def release(
+        self,
+        token: str,
+        now: float,
+        policy: LockoutConfig | None = None,
+    ) -> None:
         """Give a pending attempt back: undo it exactly when nothing came
-        after it, else take back one failure unless a lock has come since."""
+        after it, else take back one failure unless a lock has come since.
+
+        With ``policy`` (a view that ran, then failed without a verdict) only
+        once per failure window: the give-back is remembered for that long.
+        """
         found = (self.pending or {}).pop(token, None)
         if found is None or found[0] <= now:
             return
+        if policy is not None:
+            if self.given_back_until > now:
+                return  # one no-verdict give-back per window: this one counts
+            self.given_back_until = now + policy.window_seconds
         _expires, before, after, spelling = found
         if self._snapshot() == after:
             self._restore(before)
@@ -315,7 +337,13 @@ class LockRecord:
 
     def protected(self) -> bool:
         """True while forgetting this record would hand out guesses."""
-        return bool(self.failures or self.lock_number or self.total or self.pending)
+        return bool(
+            self.failures
+            or self.lock_number
+            or self.total
+            or self.pending
+            or self.given_back_until
+        )
 
     def _forget_spelling(self, spelling: str, count: int) -> None:
         spellings = self.spellings

@@ -96,7 +96,8 @@ class AppState:
         self.refusals = RefusalCache(settings.local_cache_seconds)
         #: Endpoints that have declared a success in this process.
         self.declared_success: set[str] = set()
-        self.warned_undeclared: set[str] = set()
+        #: (endpoint, message) pairs already logged.
+        self.warned_undeclared: set[tuple[str, str]] = set()
         #: Status codes with no ``lockout/<code>.html`` template in the app.
         self.missing_templates: set[int] = set()
 

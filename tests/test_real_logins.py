@@ -123,6 +123,16 @@ def build(style: str, config: dict[str, Any]) -> Flask:
                 return redirect("/home")
             return render_template_string(FORM, error="Wrong email or password.")
 
+    elif style == "raises":  # argon2's verify() raises on a mismatch
+
+        @app.post("/login")
+        @guard
+        def login_raises_uncaught() -> str:
+            if not verify():
+                raise ValueError("password does not match")
+            lockout.succeeded()
+            return "welcome"
+
     elif style == "json_token":
 
         @app.post("/login")
@@ -174,6 +184,24 @@ def test_a_wordlist_attack_reaches_the_check_only_as_the_policy_allows(
 ) -> None:
     found = attack(build(style, {}), threads)
     assert found == {"n": 5, "found": False}
+
+
+@pytest.mark.parametrize(
+    "storage", ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+)
+def test_a_check_that_raises_on_a_mismatch_gets_one_more_guess(
+    storage: str, request: pytest.FixtureRequest
+) -> None:
+    config = {}
+    if storage == "redis":
+        config = {
+            "LOCKOUT_STORAGE_URI": request.getfixturevalue("redis_server"),
+            "LOCKOUT_KEY_PREFIX": request.getfixturevalue("redis_prefix"),
+        }
+    app = build("raises", config)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    found = attack(app, threads=1)
+    assert found == {"n": 6, "found": False}  # was 200 of 200
 
 
 @pytest.mark.redis
@@ -229,7 +257,7 @@ def outcomes_app(view: Callable[[Lockout], Any]) -> Flask:
     return app
 
 
-def test_a_5xx_is_no_verdict_and_a_declared_failure_wins() -> None:
+def test_a_5xx_is_given_back_once_then_counts_and_a_declared_failure_wins() -> None:
     def crashing(_lockout: Lockout) -> Any:
         def view() -> str:
             raise RuntimeError("the database went away")
@@ -241,7 +269,9 @@ def test_a_5xx_is_no_verdict_and_a_declared_failure_wins() -> None:
     statuses = [
         client.post("/login", data={"email": "a@x"}).status_code for _ in "abcdef"
     ]
-    assert statuses == [500] * 6  # never counted, so never locked
+    # One no-verdict give-back per key and window; after it a 5xx counts, or a
+    # check that raises on a mismatch would give unlimited guesses.
+    assert statuses == [500, 500, 500, 429, 429, 429]
 
     def failing_then_crashing(lockout: Lockout) -> Any:
         def view() -> str:
@@ -311,3 +341,23 @@ def test_views_slower_than_the_reservation_let_no_new_wave_in(
         thread.join(10)
     assert checks[0] == 5
     assert sorted(statuses) == [401] * 5 + [429] * 10
+
+
+def test_an_early_success_followed_by_an_error_is_a_failure() -> None:
+    """Password right, one-time code wrong: the final answer wins."""
+
+    def two_factors(lockout: Lockout) -> Any:
+        def view() -> tuple[str, int]:
+            lockout.succeeded()  # the password matched ...
+            if request.form.get("code") != "123456":
+                return "wrong code", 401  # ... but the second factor did not
+            return "welcome", 200
+
+        return view
+
+    client = outcomes_app(two_factors).test_client()
+    codes = [
+        client.post("/login", data={"email": "a@x", "code": str(i)}).status_code
+        for i in range(4)
+    ]
+    assert codes == [401, 401, 429, 429]

@@ -207,6 +207,8 @@ class MemoryStorage(Storage):
                 skey, record = self._record(key, policy, now)
                 if outcome is Outcome.SUCCESS:
                     record.succeed(token, spelling, now)
+                elif outcome is Outcome.UNKNOWN:
+                    record.release(token, now, policy)
                 else:
                     record.release(token, now)
                 self._save(skey, record, policy, now)

@@ -1,7 +1,8 @@
 -- Login lockout on Redis server time; mirrors flask_lockout.policy.LockRecord.
 -- KEYS[1] state hash: f failures in window, ws window start, n lock number,
---         lu locked until, lf last failure, t failures since clean (times
---         in ms), and s:<spelling> failures per typed spelling.
+--         lu locked until, lf last failure, t failures since clean, g until
+--         when the no-verdict give-back is used up (times in ms), and
+--         s:<spelling> failures per typed spelling.
 -- KEYS[2] pending attempts: token -> "expires spelling <before> <after>"
 -- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
 --       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
@@ -28,13 +29,15 @@ local max_spellings = tonumber(ARGV[12])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local h = redis.call('HMGET', KEYS[1], 'f', 'ws', 'n', 'lu', 'lf', 't')
+local h = redis.call('HMGET', KEYS[1], 'f', 'ws', 'n', 'lu', 'lf', 't', 'g')
 local f = tonumber(h[1]) or 0
 local ws = tonumber(h[2]) or 0
 local n = tonumber(h[3]) or 0
 local lu = tonumber(h[4]) or 0
 local lf = tonumber(h[5]) or 0
 local total = tonumber(h[6]) or 0
+local g = tonumber(h[7]) or 0
+if g <= now then g = 0 end
 
 local function state_expires()
   if n > 0 then return math.max(lf + reset_after_ms, lu) end
@@ -42,10 +45,14 @@ local function state_expires()
   return 0
 end
 
-if h[1] and now >= state_expires() then
-  -- Clean again: drop the old spellings with the rest.
+if h[1] and now >= state_expires() and f + n + total > 0 then
+  -- Clean again: drop the old spellings with the rest, not the give-back.
   redis.call('DEL', KEYS[1])
   f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
+  if g > 0 then
+    redis.call('HSET', KEYS[1], 'g', g)
+    redis.call('PEXPIREAT', KEYS[1], g)
+  end
 end
 
 local function retry_after()
@@ -75,12 +82,13 @@ local function snapshot()
 end
 
 local function save()
-  local expires = state_expires()
+  local expires = math.max(state_expires(), g)
   if expires <= now then
     redis.call('DEL', KEYS[1])
     return
   end
-  redis.call('HSET', KEYS[1], 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf, 't', total)
+  redis.call('HSET', KEYS[1], 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
+    't', total, 'g', g)
   redis.call('PEXPIREAT', KEYS[1], expires)
 end
 
@@ -120,13 +128,18 @@ end
 
 -- Give a pending attempt back: exactly, when nothing came after it; else one
 -- failure, unless a lock came since (then it stays counted).
-local function release()
+local function release(once)
   local raw = redis.call('HGET', KEYS[2], token)
   if not raw then return end
   redis.call('HDEL', KEYS[2], token)
   local p = {}
   for word in string.gmatch(raw, '%S+') do p[#p + 1] = word end
   if tonumber(p[1]) <= now then return end
+  if once then
+    -- A view that ran and failed: one give-back per key and window.
+    if g > now then return end
+    g = now + window_ms
+  end
   local after = table.concat({p[9], p[10], p[11], p[12], p[13], p[14]}, ' ')
   if snapshot() == after then
     f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
@@ -163,20 +176,22 @@ if op == 'reserve' then
   return {1, r[1], r[2]}
 end
 
-if op == 'release' then
-  release()
+if op == 'release' or op == 'unknown' then
+  release(op == 'unknown')
   save()
   return reply()
 end
 
 if op == 'success' then
-  release()
+  release(false)
   local mine = 0
   if spelling ~= '' then
     mine = tonumber(redis.call('HGET', KEYS[1], 's:' .. spelling)) or 0
   end
   if mine > 0 and mine >= total then
+    f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
     redis.call('DEL', KEYS[1])
+    save()
     return {0, 0, 0, 0}
   end
   if mine > 0 then
