@@ -83,7 +83,7 @@ def throttled(
             return
         applied = limits or state.settings.default_limits
         name = current_scope(scope)
-        keys = [spec.read(name).key for spec in specs]
+        keys = [kv.key for spec in specs for kv in spec.read(name)]
         for key in keys:
             cached = state.refusals.retry_after(f"rl:{key}")
             if cached:
@@ -194,12 +194,19 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     """Reserve one attempt on every key of the request, or raise the 429."""
     # Taken first: a request refused from the cache below costs nothing.
     pending = g.pop("_lockout_pending_limit", None)
-    keys = [spec.read(scope) for spec in specs]
-    account = next((k.spelling for k in keys if k.spelling), None)
-    nonce = device_nonce(account) if account and state.device_cookies else None
+    keys = [kv for spec in specs for kv in spec.read(scope)]
+    accounts = [kv for kv in keys if kv.spelling]
+    # Every account key of the request, with the exact spelling typed.
+    account = "\0".join([scope, *(f"{kv.key}\0{kv.spelling}" for kv in accounts)])
+    nonce = device_nonce(account) if accounts and state.device_cookies else None
     if nonce is not None:
-        # A device known to this account has its own bucket, ip included.
-        keys = [KeyValue(keys[0].spec, logical_key(scope, "device", nonce), "")]
+        # A device known to this account has its own bucket, ip included;
+        # all devices of the account share a second one.
+        values = "|".join(kv.key.split(":", 2)[2] for kv in accounts)
+        keys = [
+            KeyValue(accounts[0].spec, logical_key(scope, "device", nonce), ""),
+            KeyValue(accounts[0].spec, logical_key(scope, "devices", values), ""),
+        ]
     for kv in keys:
         cached = state.refusals.retry_after(kv.key)
         if cached:
@@ -237,4 +244,4 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
         raise TooManyAttempts(max(answer.retry_after for _, answer in refused))
     if nonce is not None:
         return Guard(keys, token, answers, device=True)
-    return Guard(keys, token, answers, account=account)
+    return Guard(keys, token, answers, account=account if accounts else None)

@@ -31,6 +31,29 @@ MAX_VALUE_LENGTH = 256
 # app could be sure to tell apart.
 _DROPPED = frozenset({"Mn", "Me", "Cf", "Cc", "Co", "Cs", "Cn", "Zs", "Zl", "Zp"})
 
+# Latin letters with no decomposition that lookups still read as plain ones
+# (unaccent, accent-insensitive collations, SQL UPPER(), transliteration).
+_LATIN = str.maketrans(
+    {
+        "ł": "l",
+        "đ": "d",
+        "ð": "d",
+        "ø": "o",
+        "ı": "i",
+        "ħ": "h",
+        "ŧ": "t",
+        "ŋ": "n",
+        "ĸ": "k",
+        "ſ": "s",
+        "ɨ": "i",
+        "ƀ": "b",
+        "ƶ": "z",
+        "æ": "ae",
+        "œ": "oe",
+        "þ": "th",
+    }
+)
+
 
 class KeyValue(NamedTuple):
     """One key of a request: the logical key, and the exact spelling typed
@@ -57,18 +80,23 @@ class ParsedSpec:
         """True for everything but ``ip``: a success can forgive these keys."""
         return self.source != "ip"
 
-    def read(self, scope: str) -> KeyValue:
-        """This spec's key for the current request.
+    def read(self, scope: str) -> list[KeyValue]:
+        """This spec's keys for the current request: one, or two when the
+        account folds two ways (see :func:`folds`).
 
         :raises MissingKeyValue: when the field is missing or empty.
         """
         if self.source == "ip":
-            return KeyValue(self, logical_key(scope, "ip", client_ip_key()), "")
+            return [KeyValue(self, logical_key(scope, "ip", client_ip_key()), "")]
         raw = self._read()
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             raise MissingKeyValue(f"The request has no {self.field or self.name!r}.")
         text = str(raw)
-        return KeyValue(self, logical_key(scope, self.name, fold(text)), spelling(text))
+        typed = spelling(text)
+        return [
+            KeyValue(self, logical_key(scope, self.name, value), typed)
+            for value in folds(text)
+        ]
 
     def _read(self) -> Any:
         if self.func is not None:
@@ -153,15 +181,37 @@ def fold(value: str) -> str:
 
     >>> fold(" Alice@X.com "), fold("ａｌｉｃｅ"), fold("alice\\u200b"), fold("Alicé")
     ('alice@x.com', 'alice', 'alice', 'alice')
+    >>> fold("Ørjan"), fold("alice中"), fold("Алиса")
+    ('orjan', 'alice', 'алиса')
+    """
+    return folds(value)[0]
+
+
+def folds(value: str) -> list[str]:
+    """Every folding of ``value`` to count on: one, or two when lookups that
+    keep only ASCII (``"łalice"`` is ``"alice"``) and those that transliterate
+    (``"lalice"``) disagree. A request counts on each.
+
+    >>> folds("łalice"), folds("alice")
+    (['lalice', 'alice'], ['alice'])
     """
     text = unicodedata.normalize(
         "NFKD", unicodedata.normalize("NFKD", value).casefold()
     )
     text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED)
-    folded = unicodedata.normalize("NFKC", text)
-    if len(folded) > MAX_VALUE_LENGTH:
-        return "sha256:" + hashlib.sha256(folded.encode("utf-8", "replace")).hexdigest()
-    return folded
+    base = unicodedata.normalize("NFKC", text)
+    # A name wholly in another script stays as it is; mixed with ASCII, the
+    # rest is what an ASCII-only lookup (encode("ascii", "ignore")) reads.
+    mixed = not base.isascii() and any(c.isascii() and c.isalnum() for c in base)
+    found = []
+    for variant in (base.translate(_LATIN), base):
+        if mixed:
+            variant = "".join(ch for ch in variant if ch.isascii())
+        if len(variant) > MAX_VALUE_LENGTH:
+            variant = "sha256:" + hashlib.sha256(variant.encode()).hexdigest()
+        if variant not in found:
+            found.append(variant)
+    return found
 
 
 def spelling(value: str) -> str:

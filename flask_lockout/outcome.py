@@ -132,7 +132,7 @@ def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
         _report_failure(state, guard)
         return
     settlements = [
-        Settlement(kv.key, _per_key(outcome, guard, kv.spelling), kv.spelling)
+        Settlement(kv.key, _per_key(outcome, guard, kv.key, kv.spelling), kv.spelling)
         for kv in guard.keys
     ]
     try:
@@ -150,11 +150,14 @@ def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
                 send(signals.lockout_reset, settlement.key)
 
 
-def _per_key(outcome: Outcome, guard: Guard, spelling: str) -> Outcome:
+def _per_key(outcome: Outcome, guard: Guard, key: str, spelling: str) -> Outcome:
     if outcome is not Outcome.SUCCESS:
         return outcome
     if guard.device:
-        return Outcome.CLEAR  # the device's own bucket, bound to this account
+        # The device's own bucket is cleared; the one all devices of the
+        # account share is never forgiven, as a cookie may have been minted
+        # by a look-alike's owner.
+        return Outcome.CLEAR if key.split(":", 2)[1] == "device" else Outcome.RELEASE
     # ip keys have no spelling: a success never forgives an address.
     return Outcome.SUCCESS if spelling else Outcome.RELEASE
 

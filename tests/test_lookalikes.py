@@ -137,3 +137,114 @@ def test_the_owner_is_still_forgiven_for_her_own_typos() -> None:
             ).status_code
             == 401
         )
+
+
+def two_tables_app() -> Flask:
+    """Customers sign up freely at /login; staff sign in at /admin/login;
+    tenants keep separate user tables behind one endpoint."""
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "s3cret"
+    lockout = Lockout(app)
+    customers = {"admin@corp.example": "attacker's own"}
+    staff = {"admin@corp.example": "staff secret"}
+    tenants = {"a": {"alice@x": "attacker's own"}, "b": {"alice@x": "victim's"}}
+    checks = app.extensions["checks"] = {"staff": 0, "tenant b": 0}
+
+    def answer(table: dict[str, str]) -> tuple[str, int]:
+        if table.get(request.form["email"]) == request.form["password"]:
+            lockout.succeeded()
+            return "welcome", 200
+        return "no", 401
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by=("ip", "form:email"))
+    def customer_login() -> tuple[str, int]:
+        return answer(customers)
+
+    @app.post("/admin/login")
+    @lockout.lockout_on_failure(by=("ip", "form:email"))
+    def staff_login() -> tuple[str, int]:
+        checks["staff"] += 1
+        return answer(staff)
+
+    @app.post("/t/<tenant>/login")
+    @lockout.lockout_on_failure(by=("ip", "form:email"), scope="tenants")
+    def tenant_login(tenant: str) -> tuple[str, int]:
+        checks["tenant b"] += tenant == "b"
+        return answer(tenants[tenant])
+
+    @app.post("/t2/<tenant>/login")
+    @lockout.lockout_on_failure(by=("ip", "view_arg:tenant", "form:email"))
+    def tenant_login_keyed(tenant: str) -> tuple[str, int]:
+        checks["tenant b"] += tenant == "b"
+        return answer(tenants[tenant])
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("mint", "target", "counter"),
+    [
+        ("/login", "/admin/login", "staff"),
+        ("/t/a/login", "/t/b/login", "tenant b"),
+        ("/t2/a/login", "/t2/b/login", "tenant b"),
+    ],
+    ids=["another-scope", "another-table-same-scope", "tenant-in-the-keys"],
+)
+def test_minted_device_cookies_add_no_guesses(
+    mint: str, target: str, counter: str
+) -> None:
+    app = two_tables_app()
+    email = "admin@corp.example" if counter == "staff" else "alice@x"
+    for round_ in range(40):
+        attacker = app.test_client()  # a fresh browser: a fresh cookie
+        addr = {"REMOTE_ADDR": f"198.51.100.{round_ + 1}"}
+        own = {"email": email, "password": "attacker's own"}
+        assert attacker.post(mint, data=own, environ_base=addr).status_code in (
+            200,
+            429,
+        )
+        for i in range(4):
+            attacker.post(
+                target,
+                data={"email": email, "password": f"guess{round_}-{i}"},
+                environ_base=addr,
+            )
+    # One policy's worth at most (it was 160 of 160 with minted cookies).
+    assert app.extensions["checks"][counter] <= 5
+
+
+def ascii_only(name: str) -> str:
+    # unidecode-less apps: keep what survives encode("ascii", "ignore").
+    return (
+        unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    )
+
+
+def transliterating(name: str) -> str:
+    # Postgres unaccent: letters without a decomposition map to plain ones.
+    table = str.maketrans({"ł": "l", "ı": "i", "ø": "o", "đ": "d"})
+    return accent_insensitive(name).translate(table)
+
+
+@pytest.mark.parametrize(
+    ("lookup", "spellings"),
+    [
+        (ascii_only, ["łalice", "ıalice", "alice中", "aliceø", "ali\u0142ce", "ALİCE"]),
+        (transliterating, ["ałice", "alıce", "ALıCE", "ałıce", "áłice", "alıçe"]),
+    ],
+    ids=["ascii-only", "transliterating"],
+)
+def test_letters_without_a_decomposition_gain_nothing(
+    lookup: Callable[[str], str], spellings: list[str]
+) -> None:
+    app = user_app(lookup, devices=False)
+    assert {lookup(s) for s in spellings} == {"alice"}
+    client = app.test_client()
+    for i, name in enumerate(spellings * 10):
+        client.post(
+            "/login",
+            data={"username": name, "password": f"guess{i}"},
+            environ_base={"REMOTE_ADDR": f"203.0.113.{i % 250}"},
+        )
+    assert app.extensions["victim_checks"][0] <= 5  # was 400 of 400
