@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 
 import click
 from flask.cli import AppGroup
 
 from .errors import StorageError
+from .events import event_line
 from .keys import canonical_key
 from .limits import Limit
 from .lockout import LoginLockout
@@ -218,3 +220,36 @@ def check() -> None:
     click.echo(f"  fail mode: {state.settings.fail_mode}")
     for warning in warnings if isinstance(warnings, list) else []:
         click.echo(f"WARNING: {warning}", err=True)
+
+
+@cli.command("events")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many events to show.",
+)
+def events(limit: int) -> None:
+    """Show the recent events (locks, resets, unlocks, outages), newest first."""
+    state = current_state()
+    log = state.events
+    if not log.shared:
+        click.echo(
+            "LOCKOUT_STORAGE_URI is memory://: events live inside each running"
+            " server process, and this command cannot see them. Use Redis"
+            " (LOCKOUT_STORAGE_URI=redis://...) to share them, or open the"
+            " dashboard of a running server.",
+            err=True,
+        )
+        sys.exit(1)
+    found, partial = log.read(limit)
+    if partial:
+        click.echo("Storage is unreachable: no events can be read.", err=True)
+        sys.exit(1)
+    if not found:
+        click.echo("No events yet.")
+        return
+    now = time.time()
+    for event in found:
+        click.echo(event_line(event, now))

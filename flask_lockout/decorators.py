@@ -87,6 +87,7 @@ def throttled(
         for key in keys:
             cached = state.refusals.retry_after(f"rl:{key}")
             if cached:
+                state.decided("rate_limited")
                 raise TooManyAttempts(cached)
         if deferred:
             # The lockout guard right below sends both in one round trip.
@@ -113,6 +114,7 @@ def check_rate_limit(
         return
     refusing = keys[result.window // len(limits)]
     state.refusals.remember(f"rl:{refusing}", result.retry_after)
+    state.decided("rate_limited")
     send(
         signals.rate_limited,
         refusing,
@@ -214,6 +216,7 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
                 limit = pending[1][0].count
                 g._lockout_rate_limit = RateLimitResult(False, 0, cached, limit, cached)
             send(signals.locked_out, kv.key, retry_after=cached)
+            state.decided("locked")
             raise TooManyAttempts(cached)
     token = secrets.token_hex(8)
     policy = state.settings.policy
@@ -241,6 +244,7 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
             if answer.locked:
                 state.refusals.remember(kv.key, answer.retry_after)
                 send(signals.locked_out, kv.key, retry_after=answer.retry_after)
+        state.decided("locked")
         raise TooManyAttempts(max(answer.retry_after for _, answer in refused))
     if nonce is not None:
         return Guard(keys, token, answers, device=True)

@@ -13,6 +13,7 @@ from .config import DEFAULTS, Settings
 from .errors import ConfigurationError, set_renderer
 from .keys import KeySpec
 from .limits import Limit
+from .metrics import Metrics
 from .policy import LockState, Outcome
 from .responses import add_rate_limit_headers, render_refusal
 from .state import AppState, current_state, send
@@ -23,6 +24,10 @@ from .storage.factory import storage_from_client, storage_from_uri
 from .storage.fallback import FallbackStorage
 from .storage.memory import MemoryStorage
 from .tokens import consume_opaque_token, issue_opaque_token
+
+#: What an unlock token's subject starts with, so that no other token of
+#: the store can be redeemed as one.
+_UNLOCK = "\x00unlock\x00"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,8 +54,15 @@ class Lockout:
 
     def __init__(self, app: Flask | None = None, *, storage: object = None) -> None:
         self._storage = storage
+        self._registry: Any = None
         if app is not None:
             self.init_app(app)
+
+    def init_metrics(self, registry: Any) -> None:
+        """Register the Prometheus counters on ``registry`` (a
+        ``prometheus_client.CollectorRegistry``) instead of the default one;
+        call it before :meth:`init_app`. Needs :data:`LOCKOUT_METRICS`."""
+        self._registry = registry
 
     def init_app(self, app: Flask) -> None:
         """Read and check the ``LOCKOUT_*`` settings and attach to ``app``.
@@ -71,9 +83,12 @@ class Lockout:
         )
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
-        state = AppState(self, settings, self._build_storage(settings), device_cookies)
-        if isinstance(state.storage, FallbackStorage):
-            state.storage.on_change = state.storage_changed
+        metrics = Metrics(self._registry) if settings.metrics else None
+        storage = self._build_storage(settings)
+        state = AppState(self, settings, storage, device_cookies, metrics)
+        if isinstance(storage, FallbackStorage):
+            storage.on_change = state.storage_changed
+            storage.on_error = state.storage_failed_once
         app.extensions["lockout"] = state
         if settings.harden_app_static and app.static_url_path:
             stamp_under(app, app.static_url_path)
@@ -195,6 +210,7 @@ class Lockout:
         send(signals.failure_recorded, key, retry_after=found.retry_after)
         if found.locked:
             state.refusals.remember(key, found.retry_after)
+            state.record("locked", key, found.retry_after)
             send(signals.locked_out, key, retry_after=found.retry_after)
         return found.locked, found.retry_after
 
@@ -218,8 +234,45 @@ class Lockout:
             state.refusals.clear()
             state.storage.clear()
             return
-        state.refusals.forget(key)
-        state.refusals.forget(f"rl:{key}")
-        state.storage.lockout_reset(key)
-        state.storage.rate_limit_reset(key)
-        send(signals.lockout_reset, key)
+        state.forget(key, "reset")
+
+    def events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The recent events, newest first: dicts with ``time`` (Unix
+        seconds), ``kind`` (``locked``, ``reset``, ``unlocked``,
+        ``storage_error``, ``storage_recovered``), ``key``, ``endpoint``,
+        ``client_ip`` and ``retry_after``. On Redis they are shared by every
+        process; on memory, this process's own."""
+        return current_state().events.recent(limit)
+
+    # -- operations ---------------------------------------------------------------
+
+    def dashboard_blueprint(
+        self, authorize: Callable[[], bool], *, url_prefix: str = "/lockout"
+    ) -> Blueprint:
+        """The operations dashboard, to register on the app.
+
+        :param authorize: called on every request of the blueprint; when it
+            returns False the answer is 403, for every page and action.
+        """
+        from .dashboard import dashboard_blueprint
+
+        return dashboard_blueprint(authorize, url_prefix=url_prefix)
+
+    def issue_unlock_token(self, key: str, ttl_seconds: float = 3600) -> str:
+        """A single-use token that unlocks ``key`` (mail it to the owner,
+        say, from the ``locked_out`` signal). Only its hash is stored.
+
+        :raises StorageError: when storage fails, in every fail mode.
+        """
+        return issue_opaque_token(current_state().storage, _UNLOCK + key, ttl_seconds)
+
+    def redeem_unlock_token(self, token: object) -> str | None:
+        """Unlock the key of ``token`` once and return it; None for a used,
+        expired, forged or unknown token. Of racing redeemers one wins."""
+        state = current_state()
+        subject = consume_opaque_token(state.storage, token)
+        if subject is None or not subject.startswith(_UNLOCK):
+            return None
+        key = subject[len(_UNLOCK) :]
+        state.forget(key, "unlocked")
+        return key

@@ -51,7 +51,8 @@ def on_user_logged_in(sender: Any, **extra: Any) -> None:
 
 
 def settle_on_response(response: Response) -> Response:
-    """After-request hook: settle every attempt of this request."""
+    """After-request hook: settle every attempt of this request, and send
+    its events once the response is out."""
     pending = g.pop("_lockout_pending_limit", None)
     if pending is not None:
         # A deferred rate limit whose guard never ran still counts the hit.
@@ -64,6 +65,9 @@ def settle_on_response(response: Response) -> Response:
             _settle(state, guard, outcome)
             if outcome is Outcome.SUCCESS and guard.account and state.device_cookies:
                 issue_device_cookie(response, guard.account)
+    if g.pop("_lockout_flush", False):
+        # Events go out once the response is sent: never before a refusal.
+        response.call_on_close(current_state().events.flush)
     return response
 
 
@@ -128,6 +132,7 @@ def _warn_once(state: AppState, message: str, status: int) -> None:
 
 
 def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
+    state.decided(_DECISIONS.get(outcome, "allowed"))
     if outcome is Outcome.FAILURE:
         _report_failure(state, guard)
         return
@@ -150,6 +155,9 @@ def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
                 send(signals.lockout_reset, settlement.key)
 
 
+_DECISIONS = {Outcome.FAILURE: "failure", Outcome.SUCCESS: "success"}
+
+
 def _per_key(outcome: Outcome, guard: Guard, key: str, spelling: str) -> Outcome:
     if outcome is not Outcome.SUCCESS:
         return outcome
@@ -167,6 +175,7 @@ def _report_failure(state: AppState, guard: Guard) -> None:
         send(signals.failure_recorded, kv.key, retry_after=reservation.retry_after)
         if reservation.locked:
             state.refusals.remember(kv.key, reservation.retry_after)
+            state.record("locked", kv.key, reservation.retry_after)
             send(signals.locked_out, kv.key, retry_after=reservation.retry_after)
 
 

@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, has_request_context, request
+from flask import current_app, g, has_request_context, request
 
 from . import signals
 from .client_ip import current_client_ip
 from .config import Settings
 from .errors import StorageError
+from .events import EventLog
 from .keys import split_key
+from .metrics import Metrics
 from .policy import whole_seconds
 from .storage.base import FullStorage
 from .storage.fallback import FallbackStorage
@@ -87,10 +89,14 @@ class AppState:
         settings: Settings,
         storage: FullStorage,
         device_cookies: bool,
+        metrics: Metrics | None = None,
     ) -> None:
         self.extension = extension
         self.settings = settings
         self.storage = storage
+        self.events = EventLog(storage, settings.events_max)
+        #: Prometheus counters, with ``LOCKOUT_METRICS``.
+        self.metrics = metrics
         #: ``LOCKOUT_DEVICE_COOKIES``, resolved against the app's SECRET_KEY.
         self.device_cookies = device_cookies
         self.refusals = RefusalCache(settings.local_cache_seconds)
@@ -106,9 +112,52 @@ class AppState:
         storage = self.storage
         return isinstance(storage, FallbackStorage) and storage.degraded
 
+    def record(self, kind: str, key: str | None, retry_after: int = 0) -> None:
+        """Log an event. On Redis it is written after the response is sent,
+        in one pipelined call, so it never delays a decision or a refusal."""
+        in_request = has_request_context()
+        self.events.record(
+            kind,
+            key,
+            endpoint=request.endpoint if in_request else None,
+            client_ip=current_client_ip() if in_request else None,
+            retry_after=retry_after,
+            defer=in_request,
+        )
+        if in_request and self.events.shared:
+            g._lockout_flush = True  # outcome.settle_on_response sends them
+
+    def forget(self, key: str, event: str) -> None:
+        """Forget ``key`` entirely (lock, failures, rate limits) and log it as
+        ``event``: ``reset`` from the manual API and the CLI, ``unlocked``
+        from the dashboard or an unlock token.
+
+        :raises StorageError: when storage fails: nothing to fall back to.
+        """
+        self.refusals.forget(key)
+        self.refusals.forget(f"rl:{key}")
+        self.storage.lockout_reset(key)
+        self.storage.rate_limit_reset(key)
+        self.record(event, key)
+        send(signals.lockout_reset, key)
+
+    def decided(self, decision: str) -> None:
+        """Count a decision, with ``LOCKOUT_METRICS``."""
+        if self.metrics is not None:
+            self.metrics.decision(request.endpoint, decision)
+
+    def storage_failed_once(self, error: StorageError) -> None:
+        """Every failed storage call, for the error counter."""
+        if self.metrics is not None:
+            self.metrics.storage_error()
+
     def storage_changed(self, error: StorageError | None) -> None:
-        """One log line and one signal per transition, not per request."""
+        """One log line, one event and one signal per transition, not per
+        request."""
         mode = self.settings.fail_mode
+        if self.metrics is not None:
+            self.metrics.fallback(error is not None)
+        self.record("storage_error" if error is not None else "storage_recovered", None)
         if error is not None:
             logger.warning(
                 "Flask-Lockout lost its storage (%s). LOCKOUT_FAIL_MODE=%r: %s"

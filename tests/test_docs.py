@@ -115,22 +115,14 @@ def test_every_public_callable_has_a_docstring(name: str) -> None:
         assert (obj.__doc__ or "").strip(), name
 
 
-MODULES = [
-    "flask_lockout.client_ip",
-    "flask_lockout.cookies",
-    "flask_lockout.errors",
-    "flask_lockout.extension",
-    "flask_lockout.keys",
-    "flask_lockout.limits",
-    "flask_lockout.lockout",
-    "flask_lockout.ratelimit",
-    "flask_lockout.storage",
-    "flask_lockout.storage.base",
-    "flask_lockout.storage.memory",
-    "flask_lockout.storage.redis",
-    "flask_lockout.throttle",
-    "flask_lockout.tokens",
-]
+MODULES = sorted(
+    name
+    for name in (
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "flask_lockout").rglob("*.py")
+    )
+    if not name.endswith("__init__")
+)
 
 
 @pytest.mark.parametrize("module", MODULES)

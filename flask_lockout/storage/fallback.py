@@ -57,6 +57,7 @@ class FallbackStorage(Storage):
         retry_seconds: float = 5.0,
         memory: MemoryStorage | None = None,
         on_change: OnChange | None = None,
+        on_error: Callable[[StorageError], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if mode not in ("memory", "open", "closed"):
@@ -69,6 +70,8 @@ class FallbackStorage(Storage):
         self.retry_seconds = retry_seconds
         self.memory = memory if memory is not None else MemoryStorage(clock=clock)
         self.on_change = on_change
+        #: Called with every failed call (each probe too), for metrics.
+        self.on_error = on_error
         self.clock = clock
         self._lock = threading.Lock()
         self._retry_at = 0.0
@@ -113,6 +116,8 @@ class FallbackStorage(Storage):
             self._retry_at = self.clock() + self.retry_seconds
             first = self.lost is None
             self.lost = error
+        if self.on_error is not None:
+            self.on_error(error)
         if first and self.on_change is not None:
             self.on_change(error)
 
