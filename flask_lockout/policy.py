@@ -200,6 +200,15 @@ MAX_SPELLINGS = 8
 OTHER_SPELLINGS = "~"
 
 
+class Pending(NamedTuple):
+    """What giving a granted attempt back needs: the state before it and
+    right after it, and the spelling it counted."""
+
+    before: tuple[Any, ...]
+    after: tuple[Any, ...]
+    spelling: str
+
+
 @dataclass(slots=True)
 class LockRecord:
     """One key's lockout state, as the memory store keeps it.
@@ -216,10 +225,6 @@ class LockRecord:
     last_failure: float = 0.0
     total: int = 0
     spellings: dict[str, int] | None = None
-    #: token -> (expires, state before the attempt, state after it, spelling)
-    pending: dict[str, tuple[float, tuple[Any, ...], tuple[Any, ...], str]] | None = (
-        None
-    )
     #: Until when a no-verdict give-back (``Outcome.UNKNOWN``) was used up.
     given_back_until: float = 0.0
     #: When a store may forget this record (kept here to save a wrapper).
@@ -235,17 +240,13 @@ class LockRecord:
         return -math.inf
 
     def lasts_until(self, policy: LockoutConfig) -> float:
-        pending = max((p[0] for p in (self.pending or {}).values()), default=-math.inf)
-        return max(self.state_expires(policy), pending, self.given_back_until)
+        return max(self.state_expires(policy), self.given_back_until)
 
     def refresh(self, policy: LockoutConfig, now: float) -> None:
-        """Forget state that has expired: a clean key, or old pending attempts."""
+        """Forget state that has expired."""
         if now >= self.state_expires(policy):
             self._restore((0, 0.0, 0, 0.0, 0.0, 0))
             self.spellings = None
-        if self.pending:
-            for token in [t for t, p in self.pending.items() if p[0] <= now]:
-                del self.pending[token]
         if self.given_back_until <= now:
             self.given_back_until = 0.0
 
@@ -280,39 +281,39 @@ class LockRecord:
         return True
 
     def reserve(
-        self, policy: LockoutConfig, now: float, token: str, ttl: float, spelling: str
-    ) -> Reservation:
-        """Grant one attempt and count it as a failure, or refuse while locked."""
+        self, policy: LockoutConfig, now: float, spelling: str
+    ) -> tuple[Reservation, Pending | None]:
+        """Grant one attempt and count it as a failure, or refuse while
+        locked. A granted attempt comes with what giving it back needs."""
         if self.locked_until > now:
-            return Reservation(False, True, whole_seconds(self.locked_until - now))
+            locked = Reservation(False, True, whole_seconds(self.locked_until - now))
+            return locked, None
         before = self._snapshot()
         self.count_failure(policy, now, spelling)
-        if self.pending is None:
-            self.pending = {}
-        self.pending[token] = (now + ttl, before, self._snapshot(), spelling)
         state = self.state(now)
-        return Reservation(True, state.locked, state.retry_after)
+        pending = Pending(before, self._snapshot(), spelling)
+        return Reservation(True, state.locked, state.retry_after), pending
 
     def release(
         self,
-        token: str,
+        pending: Pending | None,
         now: float,
         policy: LockoutConfig | None = None,
     ) -> None:
         """Give a pending attempt back: undo it exactly when nothing came
         after it, else take back one failure unless a lock has come since.
+        ``None`` (unknown or expired) gives nothing back.
 
         With ``policy`` (a view that ran, then failed without a verdict) only
         once per failure window: the give-back is remembered for that long.
         """
-        found = (self.pending or {}).pop(token, None)
-        if found is None or found[0] <= now:
+        if pending is None:
             return
         if policy is not None:
             if self.given_back_until > now:
                 return  # one no-verdict give-back per window: this one counts
             self.given_back_until = now + policy.window_seconds
-        _expires, before, after, spelling = found
+        before, after, spelling = pending
         if self._snapshot() == after:
             self._restore(before)
         elif self.lock_number == before[2] and self.failures > 0:
@@ -322,10 +323,10 @@ class LockRecord:
             return  # a lock came since: the attempt stays counted
         self._forget_spelling(spelling, 1)
 
-    def succeed(self, token: str, spelling: str, now: float) -> None:
+    def succeed(self, pending: Pending | None, spelling: str, now: float) -> None:
         """Give the attempt back and forgive the failures of ``spelling``;
         when every failure since clean had that spelling, forget them all."""
-        self.release(token, now)
+        self.release(pending, now)
         mine = (self.spellings or {}).get(spelling, 0) if spelling else 0
         if mine and mine >= self.total:
             self._restore((0, 0.0, 0, 0.0, 0.0, 0))
@@ -338,11 +339,7 @@ class LockRecord:
     def protected(self) -> bool:
         """True while forgetting this record would hand out guesses."""
         return bool(
-            self.failures
-            or self.lock_number
-            or self.total
-            or self.pending
-            or self.given_back_until
+            self.failures or self.lock_number or self.total or self.given_back_until
         )
 
     def _forget_spelling(self, spelling: str, count: int) -> None:

@@ -11,7 +11,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 from ..errors import StorageError
 from ..limits import Limit, RateLimitResult, combine, sliding_window_decision
-from ..policy import LockoutConfig, LockRecord, LockState, Outcome, Reservation
+from ..policy import (
+    LockoutConfig,
+    LockRecord,
+    LockState,
+    Outcome,
+    Pending,
+    Reservation,
+)
 from .base import AttemptKey, Settlement, Storage, ThrottleCount
 
 logger = logging.getLogger("flask_lockout")
@@ -34,6 +41,11 @@ class _Counter:
         self.expires_at = expires_at
 
 
+#: Attempts in flight that can still be given back, at most. They are kept
+#: apart from the records, so a tracked key costs nothing for them; past the
+#: bound the oldest is forgotten, and that attempt simply stays counted.
+MAX_PENDING = 10_000
+
 #: A full store sweeps out expired keys at most this often (in its clock's
 #: seconds): a sweep reads every key, so it must not run on every request.
 SWEEP_INTERVAL = 1.0
@@ -48,7 +60,7 @@ class MemoryStorage(Storage):
         pass a clock they can step.
     :param max_keys: the most keys held. Past it, expired keys go first, then
         the least recently used rate-limit windows and throttle counters.
-        Lockout state (failures, locks, probation, pending attempts) and
+        Lockout state (failures, locks, probation) and
         tokens are never evicted: when they fill the store, new keys share
         one overflow bucket per kind, which locks them together quickly
         rather than leaving them unguarded, and the store logs it once.
@@ -84,6 +96,10 @@ class MemoryStorage(Storage):
         #: the only keys evicted while they live.
         self._plain: OrderedDict[str, None] = OrderedDict()
         self._next_sweep = -math.inf
+        #: (storage key, token) -> (expires, what giving the attempt back needs)
+        self._pending: OrderedDict[tuple[str, str], tuple[float, Pending]] = (
+            OrderedDict()
+        )
         #: True once new keys had to share the overflow bucket.
         self.overflowed = False
 
@@ -175,7 +191,12 @@ class MemoryStorage(Storage):
             now = self.clock()
             for key, spelling in attempts:
                 skey, record = self._record(key, policy, now)
-                answers.append(record.reserve(policy, now, token, ttl, spelling))
+                answer, pending = record.reserve(policy, now, spelling)
+                answers.append(answer)
+                if pending is not None:
+                    if len(self._pending) >= MAX_PENDING:
+                        self._pending.popitem(last=False)
+                    self._pending[skey, token] = (now + ttl, pending)
                 self._save(skey, record, policy, now)
         return answers
 
@@ -205,12 +226,14 @@ class MemoryStorage(Storage):
                     self._drop(self.storage_key(key, "lock"))
                     continue
                 skey, record = self._record(key, policy, now)
+                found = self._pending.pop((skey, token), None)
+                pending = found[1] if found is not None and found[0] > now else None
                 if outcome is Outcome.SUCCESS:
-                    record.succeed(token, spelling, now)
+                    record.succeed(pending, spelling, now)
                 elif outcome is Outcome.UNKNOWN:
-                    record.release(token, now, policy)
+                    record.release(pending, now, policy)
                 else:
-                    record.release(token, now)
+                    record.release(pending, now)
                 self._save(skey, record, policy, now)
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
@@ -343,6 +366,7 @@ class MemoryStorage(Storage):
         with self._lock:
             self._entries.clear()
             self._plain.clear()
+            self._pending.clear()
             self.overflowed = False
 
     def ping(self) -> None:
