@@ -58,6 +58,7 @@ def test_verify_never_raises_on_malformed_input(
     assert verify_opaque_token(plaintext, token_hash) is False
 
 
+@pytest.mark.clocked
 def test_tokens_are_single_use_and_expire(backend: Backend) -> None:
     plaintext = issue_opaque_token(backend.storage, "user-42", ttl_seconds=1)
     assert consume_opaque_token(backend.storage, plaintext) == "user-42"

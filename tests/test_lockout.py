@@ -92,6 +92,7 @@ def test_the_max_failures_th_failure_locks_for_base_lock(backend: Backend) -> No
     assert lockout.is_locked("k") == (True, 1)
 
 
+@pytest.mark.clocked
 def test_failure_while_locked_changes_nothing(backend: Backend) -> None:
     lockout = make(backend, base_lock_seconds=2, max_lock_seconds=8)
     for _ in range(3):
@@ -104,6 +105,7 @@ def test_failure_while_locked_changes_nothing(backend: Backend) -> None:
     assert lockout.record_failure("k") == (True, 4)
 
 
+@pytest.mark.clocked
 def test_probation_locks_again_on_every_failure_with_backoff(backend: Backend) -> None:
     lockout = make(backend)
     for _ in range(3):
@@ -143,6 +145,7 @@ def test_success_clears_failures_locks_and_probation(backend: Backend) -> None:
     assert lockout.record_failure("k") == (False, 0)  # clean: no probation
 
 
+@pytest.mark.clocked
 def test_key_is_clean_after_reset_after_without_failures(backend: Backend) -> None:
     lockout = make(backend, reset_after_seconds=2)
     for _ in range(3):
@@ -161,6 +164,7 @@ def test_retry_after_is_rounded_up(backend: Backend) -> None:
     assert lockout.is_locked("k") == (True, 2)
 
 
+@pytest.mark.clocked
 def test_custom_backoff_drives_the_locks(backend: Backend) -> None:
     lockout = make(
         backend, backoff=lambda n: [1, 3, 2][min(n, 3) - 1], max_lock_seconds=2.5
@@ -212,6 +216,7 @@ def test_giving_back_the_last_attempt_undoes_it_exactly(backend: Backend) -> Non
     assert lockout.attempt("k").failed() == (True, 1)
 
 
+@pytest.mark.clocked
 def test_an_attempt_outliving_its_view_stays_a_failure(backend: Backend) -> None:
     lockout = make(backend, max_failures=2, window_seconds=60)
     slow = lockout.attempt("k", reservation_seconds=0.5)
@@ -220,6 +225,7 @@ def test_an_attempt_outliving_its_view_stays_a_failure(backend: Backend) -> None
     assert lockout.attempt("k").failed() == (True, 1)
 
 
+@pytest.mark.clocked
 def test_probation_allows_one_attempt_at_a_time(backend: Backend) -> None:
     lockout = make(backend)
     for _ in range(3):

@@ -113,6 +113,7 @@ def test_hit_returns_allowed_remaining_retry_after(backend: Backend) -> None:
     assert not allowed and remaining == 0 and 0 < retry_after <= 120
 
 
+@pytest.mark.clocked
 def test_a_refused_hit_consumes_nothing(backend: Backend) -> None:
     store = SlidingWindowStore(backend.storage)
     for _ in range(2):
@@ -141,6 +142,7 @@ def test_retry_after_is_honest(clock: FakeClock) -> None:
     assert store.hit("k", "5/min").allowed
 
 
+@pytest.mark.clocked
 def test_several_limits_all_must_pass_and_refusal_consumes_none(
     backend: Backend,
 ) -> None:

@@ -21,6 +21,7 @@ from .conftest import Backend, FakeClock
 from .redis_proc import free_port
 
 
+@pytest.mark.clocked
 def test_blocks_at_max_attempts_until_the_window_ends(backend: Backend) -> None:
     throttle = AttemptThrottle(backend.storage, max_attempts=2, window_seconds=2)
     assert throttle.status("k") == ThrottleStatus(0, False, 0)
