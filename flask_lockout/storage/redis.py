@@ -7,6 +7,7 @@ redis-py's interface. Requires ``pip install Flask-Lockout[redis]``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
@@ -192,21 +193,7 @@ class RedisStorage(Storage):
     def _lockout_args(
         self, op: str, policy: LockoutConfig, token: str, ttl_ms: int, spelling: str
     ) -> list[object]:
-        schedule = policy.lock_schedule
-        return [
-            op,
-            policy.max_failures,
-            _ms(policy.window_seconds),
-            _ms(policy.reset_after_seconds),
-            _ms(policy.base_lock_seconds),
-            repr(float(policy.backoff_multiplier)),
-            _ms(policy.max_lock_seconds),
-            ",".join(str(_ms(s)) for s in schedule) if schedule else "",
-            token,
-            ttl_ms,
-            spelling,
-            MAX_SPELLINGS,
-        ]
+        return [op, *_policy_args(policy), token, ttl_ms, spelling, MAX_SPELLINGS]
 
     def _lockout_keys(self, key: str) -> tuple[str, str]:
         return self.storage_key(key, "lock"), self.storage_key(key, "res")
@@ -458,6 +445,22 @@ class RedisStorage(Storage):
             value = next(iter(found.values()))
             return value.decode() if isinstance(value, bytes) else str(value)
         return "unknown"
+
+
+@functools.lru_cache(maxsize=64)
+def _policy_args(policy: LockoutConfig) -> tuple[bytes, ...]:
+    """A policy as the script reads it, encoded once, not on every call."""
+    schedule = policy.lock_schedule
+    values = [
+        policy.max_failures,
+        _ms(policy.window_seconds),
+        _ms(policy.reset_after_seconds),
+        _ms(policy.base_lock_seconds),
+        repr(float(policy.backoff_multiplier)),
+        _ms(policy.max_lock_seconds),
+        ",".join(str(_ms(s)) for s in schedule) if schedule else "",
+    ]
+    return tuple(str(value).encode() for value in values)
 
 
 def _rate_limit_result(reply: Sequence[Any]) -> RateLimitResult:
