@@ -23,11 +23,16 @@ from .storage.base import FullStorage, Storage
 from .storage.factory import storage_from_client, storage_from_uri
 from .storage.fallback import FallbackStorage
 from .storage.memory import MemoryStorage
-from .tokens import consume_opaque_token, issue_opaque_token
+from .tokens import (
+    consume_opaque_token,
+    generate_opaque_token,
+    hash_opaque_token,
+    issue_opaque_token,
+)
 
-#: What an unlock token's subject starts with, so that no other token of
-#: the store can be redeemed as one.
-_UNLOCK = "\x00unlock\x00"
+#: Unlock tokens are stored under their own names, so that no other token
+#: (whatever its subject) can be redeemed as one.
+_UNLOCK = "unlock-"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -264,15 +269,20 @@ class Lockout:
 
         :raises StorageError: when storage fails, in every fail mode.
         """
-        return issue_opaque_token(current_state().storage, _UNLOCK + key, ttl_seconds)
+        plaintext, token_hash = generate_opaque_token()
+        if not ttl_seconds > 0:
+            raise ValueError("ttl_seconds must be greater than 0.")
+        current_state().storage.token_put(_UNLOCK + token_hash, key, ttl_seconds)
+        return plaintext
 
     def redeem_unlock_token(self, token: object) -> str | None:
         """Unlock the key of ``token`` once and return it; None for a used,
         expired, forged or unknown token. Of racing redeemers one wins."""
-        state = current_state()
-        subject = consume_opaque_token(state.storage, token)
-        if subject is None or not subject.startswith(_UNLOCK):
+        if not isinstance(token, str) or not token.isascii() or len(token) > 1024:
             return None
-        key = subject[len(_UNLOCK) :]
-        state.forget(key, "unlocked")
+        state = current_state()
+        key = state.storage.token_take(_UNLOCK + hash_opaque_token(token))
+        if key is None:
+            return None
+        state.unlock(key)
         return key

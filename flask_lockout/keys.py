@@ -7,6 +7,7 @@ and parsed here and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -189,11 +190,12 @@ def fold(value: str) -> str:
 
 def folds(value: str) -> list[str]:
     """Every folding of ``value`` to count on: one, or two when lookups that
-    keep only ASCII (``"łalice"`` is ``"alice"``) and those that transliterate
-    (``"lalice"``) disagree. A request counts on each.
+    keep only ASCII (``"łalice"`` and ``"aliceß"`` are ``"alice"``) and those
+    that transliterate (``"lalice"``, ``"alicess"``) disagree. A request
+    counts on each.
 
-    >>> folds("łalice"), folds("alice")
-    (['lalice', 'alice'], ['alice'])
+    >>> folds("łalice"), folds("aliceß"), folds("alice")
+    (['lalice', 'alice'], ['alicess', 'alice'], ['alice'])
     """
     if value.isascii() and value.isprintable() and len(value) <= MAX_VALUE_LENGTH:
         # The common case, quickly: in ASCII only case and spaces fold.
@@ -208,18 +210,58 @@ def folds(value: str) -> list[str]:
     )
     text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED)
     base = unicodedata.normalize("NFKC", text)
-    # A name wholly in another script stays as it is; mixed with ASCII, the
-    # rest is what an ASCII-only lookup (encode("ascii", "ignore")) reads.
-    mixed = not base.isascii() and any(c.isascii() and c.isalnum() for c in base)
+    # What an ASCII-only lookup (encode("ascii", "ignore")) reads, from the
+    # value as typed: casefolding first would turn "ß" into "ss".
+    ascii_only = "".join(
+        ch
+        for ch in unicodedata.normalize("NFKD", value)
+        if ch.isascii() and ch.isprintable() and ch != " "
+    ).lower()
+    transliterated = "".join(_latin_base(ch) for ch in base)
     found = []
-    for variant in (base.translate(_LATIN), base):
-        if mixed:
+    for variant in (transliterated, ascii_only):
+        # A name wholly in another script stays as it is.
+        if not variant or not any(c.isascii() and c.isalnum() for c in variant):
+            variant = base
+        elif not variant.isascii():
             variant = "".join(ch for ch in variant if ch.isascii())
         if len(variant) > MAX_VALUE_LENGTH:
             variant = "sha256:" + hashlib.sha256(variant.encode()).hexdigest()
         if variant not in found:
             found.append(variant)
     return found
+
+
+#: Words of a Latin letter's Unicode name that say how it looks, not which
+#: letter it is: "LATIN SMALL LETTER DOTLESS I" is an i.
+_SHAPE_WORDS = frozenset(
+    {"SMALL", "CAPITAL", "DOTLESS", "TURNED", "REVERSED", "SCRIPT", "SHARP"}
+    | {"CLOSED", "OPEN", "LONG", "BARRED", "INVERTED", "STRETCHED", "MIDDLE"}
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _latin_base(ch: str) -> str:
+    """The plain letters a lookup that transliterates (Postgres ``unaccent``)
+    reads for ``ch``: ``ɫ`` and ``ł`` are ``l``, ``æ`` is ``ae``; ``ch``
+    itself when it is no Latin letter."""
+    if ch.isascii():
+        return ch
+    mapped = ch.translate(_LATIN)
+    if mapped != ch:
+        return mapped
+    words = unicodedata.name(ch, "").split()
+    if not words or words[0] != "LATIN":
+        return ch
+    for marker in ("LETTER", "LIGATURE"):
+        if marker in words:
+            for word in words[words.index(marker) + 1 :]:
+                if word in _SHAPE_WORDS:
+                    continue
+                if len(word) <= 2 and word.isascii() and word.isalpha():
+                    return word.lower()
+                break
+    return ch
 
 
 def spelling(value: str) -> str:

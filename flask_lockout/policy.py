@@ -309,11 +309,13 @@ class LockRecord:
         """
         if pending is None:
             return
-        if policy is not None:
-            if self.given_back_until > now:
-                return  # one no-verdict give-back per window: this one counts
-            self.given_back_until = now + policy.window_seconds
         before, after, spelling = pending
+        if policy is not None:
+            if self.given_back_until > now or after[2] > before[2]:
+                # One no-verdict give-back per window, and never one that
+                # would undo the lock this attempt set: it counts.
+                return
+            self.given_back_until = now + policy.window_seconds
         if self._snapshot() == after:
             self._restore(before)
         elif self.lock_number == before[2] and self.failures > 0:
@@ -335,6 +337,13 @@ class LockRecord:
             self.failures = max(0, self.failures - mine)
             self.total -= mine
             self._forget_spelling(spelling, mine)
+
+    def unlock(self, now: float) -> None:
+        """End the current lock; probation stays, so the next failure locks
+        again for longer."""
+        if self.locked_until > now:
+            self.locked_until = now
+        self.failures = 0
 
     def protected(self) -> bool:
         """True while forgetting this record would hand out guesses."""

@@ -141,6 +141,15 @@ class AppState:
         self.record(event, key)
         send(signals.lockout_reset, key)
 
+    def unlock(self, key: str) -> None:
+        """End ``key``'s lock for its owner (an unlock token), keeping its
+        probation: a token mailed to the wrong hands buys one guess, not a
+        fresh budget."""
+        self.refusals.forget(key)
+        self.storage.lockout_unlock(key, self.settings.policy)
+        self.record("unlocked", key)
+        send(signals.lockout_reset, key)
+
     def decided(self, decision: str) -> None:
         """Count a decision, with ``LOCKOUT_METRICS``."""
         if self.metrics is not None:

@@ -223,15 +223,25 @@ def ascii_only(name: str) -> str:
 
 def transliterating(name: str) -> str:
     # Postgres unaccent: letters without a decomposition map to plain ones.
-    table = str.maketrans({"ł": "l", "ı": "i", "ø": "o", "đ": "d"})
+    table = str.maketrans(
+        {"ł": "l", "ı": "i", "ø": "o", "đ": "d", "ɫ": "l", "ⱥ": "a", "ɪ": "i", "ɇ": "e"}
+    )
     return accent_insensitive(name).translate(table)
 
 
 @pytest.mark.parametrize(
     ("lookup", "spellings"),
     [
-        (ascii_only, ["łalice", "ıalice", "alice中", "aliceø", "ali\u0142ce", "ALİCE"]),
-        (transliterating, ["ałice", "alıce", "ALıCE", "ałıce", "áłice", "alıçe"]),
+        (
+            ascii_only,
+            ["łalice", "ıalice", "alice中", "aliceø", "ali\u0142ce", "ALİCE"]
+            + ["aliceß", "ßalice", "aẞlice", "alßice"],
+        ),
+        (
+            transliterating,
+            ["ałice", "alıce", "ALıCE", "ałıce", "áłice", "alıçe"]
+            + ["aɫice", "ⱥlice", "alɪce", "aɫıce"],
+        ),
     ],
     ids=["ascii-only", "transliterating"],
 )

@@ -166,3 +166,31 @@ def test_events_cost_the_decision_no_round_trip(
     assert round_trips[0] == 1  # the decision: unchanged with events on
     response.close()  # sent: the event follows in one pipelined write
     assert round_trips[0] == 2
+
+
+def test_any_other_token_is_no_unlock_token() -> None:
+    app, lockout = login_app()
+    with app.app_context():
+        lockout.record_failure(ALICE)
+        lockout.record_failure(ALICE)
+        # A subject the app lets a user choose names nothing: unlock tokens
+        # live apart from every other token.
+        for subject in (ALICE, "\x00unlock\x00" + ALICE, "unlock-" + ALICE):
+            assert lockout.redeem_unlock_token(lockout.issue_token(subject, 60)) is None
+        assert lockout.is_locked(ALICE)[0]
+
+
+def test_an_unlock_token_ends_the_lock_but_keeps_the_backoff(clock: Any) -> None:
+    from flask_lockout import MemoryStorage
+
+    app = Flask(__name__)
+    app.config["LOCKOUT_MAX_FAILURES"] = 2
+    lockout = Lockout(app, storage=MemoryStorage(clock=clock))
+    with app.app_context():
+        lockout.record_failure(ALICE)
+        assert lockout.record_failure(ALICE) == (True, 60)
+        assert lockout.redeem_unlock_token(lockout.issue_unlock_token(ALICE)) == ALICE
+        assert lockout.is_locked(ALICE) == (False, 0)
+        # A token in the wrong hands buys one guess: the next failure locks
+        # again, for twice as long.
+        assert lockout.record_failure(ALICE) == (True, 120)

@@ -361,3 +361,32 @@ def test_an_early_success_followed_by_an_error_is_a_failure() -> None:
         for i in range(4)
     ]
     assert codes == [401, 401, 429, 429]
+
+
+def test_a_5xx_never_undoes_the_lock_it_set(clock: FakeClock) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        LOCKOUT_MAX_FAILURES=2,
+        LOCKOUT_LOCAL_CACHE_SECONDS=0,  # the refusal cache keeps real time
+        PROPAGATE_EXCEPTIONS=False,
+    )
+    lockout = Lockout(app, storage=MemoryStorage(clock=clock))
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by="form:email")
+    def login() -> str:
+        raise ValueError("password does not match")  # argon2's verify()
+
+    client = app.test_client()
+
+    def post() -> int:
+        return client.post("/login", data={"email": "a@x"}).status_code
+
+    assert [post(), post(), post(), post()] == [500, 500, 500, 429]
+    checks = 3
+    for _ in range(6):  # lock after lock: each ends, one more guess locks again
+        clock.advance(3600)
+        statuses = [post(), post()]
+        assert statuses == [500, 429]
+        checks += 1
+    assert checks == 9  # one per lock, the give-back never opens a lock

@@ -70,6 +70,10 @@ class LockoutStorage(Protocol):
     def lockout_reset(self, key: str) -> None:
         """Forget ``key`` entirely: failures, locks and pending attempts."""
 
+    def lockout_unlock(self, key: str, policy: LockoutConfig) -> None:
+        """End ``key``'s current lock, keeping its probation: the next
+        failure locks it again, for longer."""
+
     def lockout_keys(self) -> Iterator[str]:
         """Yield every lockout key with state (hashed ones as their hash)."""
 

@@ -218,6 +218,10 @@ class FallbackStorage(Storage):
         self.memory.lockout_reset(key)
         self.primary.lockout_reset(key)
 
+    def lockout_unlock(self, key: str, policy: LockoutConfig) -> None:
+        self.memory.lockout_unlock(key, policy)
+        self.primary.lockout_unlock(key, policy)
+
     def lockout_keys(self) -> Iterator[str]:
         seen = set()
         for key in self.primary.lockout_keys():

@@ -260,6 +260,13 @@ class MemoryStorage(Storage):
         with self._lock:
             self._drop(self.storage_key(key, "lock"))
 
+    def lockout_unlock(self, key: str, policy: LockoutConfig) -> None:
+        with self._lock:
+            now = self.clock()
+            skey, record = self._record(key, policy, now)
+            record.unlock(now)
+            self._save(skey, record, policy, now)
+
     def lockout_keys(self) -> Iterator[str]:
         with self._lock:
             found = [k for k in self._entries if k.endswith("}:lock")]

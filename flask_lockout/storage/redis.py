@@ -246,6 +246,9 @@ class RedisStorage(Storage):
     def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
         return self._lockout("status", key, policy)
 
+    def lockout_unlock(self, key: str, policy: LockoutConfig) -> None:
+        self._lockout("unlock", key, policy)
+
     def lockout_reset(self, key: str) -> None:
         client = self.client
         with self._translate_errors():

@@ -136,8 +136,9 @@ local function release(once)
   for word in string.gmatch(raw, '%S+') do p[#p + 1] = word end
   if tonumber(p[1]) <= now then return end
   if once then
-    -- A view that ran and failed: one give-back per key and window.
-    if g > now then return end
+    -- A view that ran and failed: one give-back per key and window, and
+    -- never one that would undo the lock this attempt set.
+    if g > now or tonumber(p[11]) > tonumber(p[5]) then return end
     g = now + window_ms
   end
   local after = table.concat({p[9], p[10], p[11], p[12], p[13], p[14]}, ' ')
@@ -174,6 +175,14 @@ if op == 'reserve' then
   redis.call('PEXPIRE', KEYS[2], ttl_ms)
   local r = reply()
   return {1, r[1], r[2]}
+end
+
+if op == 'unlock' then
+  -- End the current lock; probation stays, so backoff keeps growing.
+  if lu > now then lu = now end
+  f = 0
+  save()
+  return reply()
 end
 
 if op == 'release' or op == 'unknown' then
