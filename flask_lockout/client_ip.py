@@ -277,6 +277,11 @@ def _is_local(remote_addr: str) -> bool:
     return peer is None or peer.is_private or peer.is_loopback
 
 
+_FORWARDING_VARS = tuple(
+    (name, "HTTP_" + name.upper().replace("-", "_")) for name in FORWARDING_HEADERS
+)
+
+
 def _peer_is_trusted(remote_addr: str, trusted: Sequence[Network] | int) -> bool:
     """Whether ``resolve`` reads the forwarding header of this peer."""
     if isinstance(trusted, int):
@@ -293,11 +298,13 @@ def _warn_if_proxy_untrusted(
     """Warn once per process when a local peer that is not trusted sends
     forwarding headers: the sign of a proxy nobody configured."""
     global _proxy_warning_given
+    environ = req.environ
+    # Cheapest first: most requests carry no forwarding header at all.
+    present = [name for name, var in _FORWARDING_VARS if var in environ]
+    if not present:
+        return
     remote_addr = req.remote_addr or ""
     if not _is_local(remote_addr) or _peer_is_trusted(remote_addr, trusted):
-        return
-    present = [name for name in FORWARDING_HEADERS if name in req.headers]
-    if not present:
         return
     with _proxy_warning_lock:
         if _proxy_warning_given:

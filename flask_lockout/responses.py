@@ -13,7 +13,8 @@ import json
 import math
 from typing import Any
 
-from flask import current_app, g, has_app_context, render_template
+from flask import current_app, g, has_app_context, has_request_context, render_template
+from flask import request as flask_request
 from jinja2 import TemplateNotFound
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
@@ -84,7 +85,10 @@ def render_refusal(error: HTTPException, environ: Any) -> Response | None:
     """The body of a 429, 503 or 400 of ours, for the request it answers."""
     if environ is None:
         return None
-    request = environ if isinstance(environ, Request) else Request(environ)
+    if has_request_context():
+        request: Request = flask_request  # already parsed: no second Request
+    else:
+        request = environ if isinstance(environ, Request) else Request(environ)
     retry_after = getattr(error, "retry_after_seconds", None)
     message = _message(error, retry_after)
     headers = dict(error.get_headers(None, None))
