@@ -11,8 +11,8 @@ from typing import Protocol, cast, runtime_checkable
 from .errors import StorageError, StorageOutage, StorageUnavailable, TooManyAttempts
 from .policy import require_positive, require_whole, whole_seconds
 from .storage.base import Storage, ThrottleCount, ThrottleStorage, key_part
+from .storage.clients import is_redis_client
 from .storage.factory import storage_from_client
-from .storage.redis import is_redis_client
 
 logger = logging.getLogger("flask_lockout")
 

@@ -6,6 +6,7 @@ a request a fraction of a second, never hang it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -29,6 +30,86 @@ def _client_options(extra: dict[str, Any]) -> dict[str, Any]:
     }
     options.update(extra)
     return options
+
+
+def client_errors() -> tuple[
+    tuple[type[BaseException], ...], tuple[type[BaseException], ...]
+]:
+    """(errors meaning unreachable, other client errors) of installed clients."""
+    unavailable: list[type[BaseException]] = [OSError]
+    other: list[type[BaseException]] = []
+    try:
+        import redis.exceptions as r
+
+        unavailable += [r.ConnectionError, r.TimeoutError, r.ClusterDownError]
+        other += [r.RedisError, r.RedisClusterException]
+    except ImportError:  # pragma: no cover - valkey-only installs
+        pass
+    try:
+        import valkey.exceptions as v
+
+        unavailable += [v.ConnectionError, v.TimeoutError, v.ClusterDownError]
+        other += [v.ValkeyError, v.ValkeyClusterException]
+    except ImportError:
+        pass
+    return tuple(unavailable), tuple(other)
+
+
+def is_redis_client(obj: object) -> bool:
+    """True for objects with redis-py's script interface (FlaskRedis included)."""
+    if is_flask_redis(obj):
+        return True
+    return callable(getattr(obj, "register_script", None)) and callable(
+        getattr(obj, "evalsha", None)
+    )
+
+
+def is_flask_redis(obj: object) -> bool:
+    return type(obj).__name__ == "FlaskRedis" and hasattr(obj, "provider_class")
+
+
+def health_report(client: Any, scripts: list[str]) -> dict[str, object]:
+    """What ``flask lockout check`` reports of a Redis server: version, round
+    trip, clock offset, whether the scripts load, eviction policy, key count,
+    and ``warnings``. Raises what the client raises."""
+    report: dict[str, object] = {}
+    warnings: list[str] = []
+    started = time.perf_counter()
+    client.ping()
+    report["round trip"] = f"{(time.perf_counter() - started) * 1000:.2f} ms"
+    info = client.info("server")
+    report["backend"] = (
+        f"{'valkey' if 'valkey_version' in info else 'redis'}"
+        f" {info.get('valkey_version') or info.get('redis_version')}"
+    )
+    seconds, micros = client.time()
+    offset = seconds + micros / 1e6 - time.time()
+    report["clock offset"] = f"{offset:+.3f} s (locks use the server's clock)"
+    for script in scripts:
+        client.script_load(script)
+    report["scripts"] = "loaded"
+    report["keys in database"] = client.dbsize()
+    report["maxmemory-policy"] = policy = _eviction_policy(client)
+    if policy not in ("noeviction", "unknown"):
+        warnings.append(
+            f"maxmemory-policy is {policy}: Redis may evict locks and failure"
+            " counts under memory pressure, which unlocks accounts. Give"
+            " Flask-Lockout a Redis (or database) with maxmemory-policy"
+            " noeviction."
+        )
+    report["warnings"] = warnings
+    return report
+
+
+def _eviction_policy(client: Any) -> str:
+    try:
+        found = client.config_get("maxmemory-policy")
+    except client_errors()[1]:
+        return "unknown"  # CONFIG may be renamed or disabled
+    if isinstance(found, dict) and found:
+        value = next(iter(found.values()))
+        return value.decode() if isinstance(value, bytes) else str(value)
+    return "unknown"
 
 
 def redis_client(uri: str) -> Any:

@@ -8,9 +8,9 @@ from typing import cast
 
 from ..errors import ConfigurationError
 from .base import FullStorage, Storage
-from .clients import missing_package
+from .clients import is_redis_client, missing_package
 from .memory import DEFAULT_MAX_KEYS, MemoryStorage
-from .redis import RedisStorage, is_redis_client
+from .redis import RedisStorage
 
 Clock = Callable[[], float]
 

@@ -11,7 +11,6 @@ import functools
 import math
 import re
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -21,51 +20,26 @@ from ..errors import StorageError, StorageUnavailable
 from ..limits import Limit, RateLimitResult
 from ..policy import MAX_SPELLINGS, LockoutConfig, LockState, Outcome, Reservation
 from .base import AttemptKey, Settlement, Storage, ThrottleCount
-from .clients import cluster_client, redis_client, valkey_client
+from .clients import (
+    client_errors,
+    cluster_client,
+    health_report,
+    is_flask_redis,
+    is_redis_client,
+    redis_client,
+    valkey_client,
+)
+
+#: The Lua scripts shipped in ``storage/lua``.
+SCRIPTS = ("lockout", "ratelimit", "throttle", "token")
 
 
 def _load_script(name: str) -> str:
     return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
 
 
-def _client_errors() -> tuple[
-    tuple[type[BaseException], ...], tuple[type[BaseException], ...]
-]:
-    """(errors meaning unreachable, other client errors) of installed clients."""
-    unavailable: list[type[BaseException]] = [OSError]
-    other: list[type[BaseException]] = []
-    try:
-        import redis.exceptions as r
-
-        unavailable += [r.ConnectionError, r.TimeoutError, r.ClusterDownError]
-        other += [r.RedisError, r.RedisClusterException]
-    except ImportError:  # pragma: no cover - valkey-only installs
-        pass
-    try:
-        import valkey.exceptions as v
-
-        unavailable += [v.ConnectionError, v.TimeoutError, v.ClusterDownError]
-        other += [v.ValkeyError, v.ValkeyClusterException]
-    except ImportError:
-        pass
-    return tuple(unavailable), tuple(other)
-
-
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
-def is_redis_client(obj: object) -> bool:
-    """True for objects with redis-py's script interface (FlaskRedis included)."""
-    if _is_flask_redis(obj):
-        return True
-    return callable(getattr(obj, "register_script", None)) and callable(
-        getattr(obj, "evalsha", None)
-    )
-
-
-def _is_flask_redis(obj: object) -> bool:
-    return type(obj).__name__ == "FlaskRedis" and hasattr(obj, "provider_class")
 
 
 class RedisStorage(Storage):
@@ -91,7 +65,7 @@ class RedisStorage(Storage):
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
         self._connect_lock = threading.Lock()
-        self._unavailable, self._other_errors = _client_errors()
+        self._unavailable, self._other_errors = client_errors()
 
     @classmethod
     def from_url(cls, uri: str, *, prefix: str = "lockout") -> RedisStorage:
@@ -118,7 +92,7 @@ class RedisStorage(Storage):
 
     def _resolve_client(self) -> Any:
         source = self._source
-        if _is_flask_redis(source):
+        if is_flask_redis(source):
             client = source._redis_client
             if client is None:
                 raise StorageError(
@@ -407,47 +381,11 @@ class RedisStorage(Storage):
     def describe(self, deep: bool = False) -> dict[str, object]:
         """The server, and with ``deep`` what a deployment must check: round
         trip, clock offset, scripts, eviction policy, key count."""
-        report: dict[str, object] = {"backend": "redis"}
         if not deep:
-            return report
+            return {"backend": "redis"}
         client = self.client
-        warnings: list[str] = []
         with self._translate_errors():
-            started = time.perf_counter()
-            client.ping()
-            report["round trip"] = f"{(time.perf_counter() - started) * 1000:.2f} ms"
-            info = client.info("server")
-            report["backend"] = (
-                f"{'valkey' if 'valkey_version' in info else 'redis'}"
-                f" {info.get('valkey_version') or info.get('redis_version')}"
-            )
-            seconds, micros = client.time()
-            offset = seconds + micros / 1e6 - time.time()
-            report["clock offset"] = f"{offset:+.3f} s (locks use the server's clock)"
-            for name in ("lockout", "ratelimit", "throttle", "token"):
-                client.script_load(_load_script(name))
-            report["scripts"] = "loaded"
-            report["keys in database"] = client.dbsize()
-            report["maxmemory-policy"] = policy = self._eviction_policy(client)
-        if policy not in ("noeviction", "unknown"):
-            warnings.append(
-                f"maxmemory-policy is {policy}: Redis may evict locks and failure"
-                " counts under memory pressure, which unlocks accounts. Give"
-                " Flask-Lockout a Redis (or database) with maxmemory-policy"
-                " noeviction."
-            )
-        report["warnings"] = warnings
-        return report
-
-    def _eviction_policy(self, client: Any) -> str:
-        try:
-            found = client.config_get("maxmemory-policy")
-        except self._other_errors:
-            return "unknown"  # CONFIG may be renamed or disabled
-        if isinstance(found, dict) and found:
-            value = next(iter(found.values()))
-            return value.decode() if isinstance(value, bytes) else str(value)
-        return "unknown"
+            return health_report(client, [_load_script(name) for name in SCRIPTS])
 
 
 @functools.lru_cache(maxsize=64)
