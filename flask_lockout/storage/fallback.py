@@ -130,6 +130,27 @@ class FallbackStorage(Storage):
     def _outage(self) -> StorageOutage:
         return StorageOutage(self.retry_seconds)
 
+    def _decide(self, method: str, args: tuple[Any, ...], open_answer: Any) -> Any:
+        """The primary's decision; while it is away, this process's memory
+        store's, ``open_answer`` or a 503, as the mode says."""
+        found = self._call(method, *args)
+        if found is not _SKIPPED:
+            return found
+        if self.mode == "memory":
+            return getattr(self.memory, method)(*args)
+        if self.mode == "open":
+            return open_answer
+        raise self._outage()
+
+    def _read(self, method: str, *args: Any) -> Any:
+        """A read: the primary's answer, else this process's (503 if closed)."""
+        found = self._call(method, *args)
+        if found is not _SKIPPED:
+            return found
+        if self.mode == "closed":
+            raise self._outage()
+        return getattr(self.memory, method)(*args)
+
     # -- login lockout ------------------------------------------------------
 
     def _outage_locks(
@@ -156,16 +177,12 @@ class FallbackStorage(Storage):
         refused = self._outage_locks(attempts, policy)
         if refused is not None:
             return RateLimitResult(True, 0, 0.0, limits[0].count), refused
-        args = (limit_keys, limits, attempts, policy, token, ttl)
-        found = self._call("lockout_guard", *args)
-        if found is not _SKIPPED:
-            return found  # type: ignore[no-any-return]
-        if self.mode == "memory":
-            return self.memory.lockout_guard(*args)
-        if self.mode == "open":
-            allowed = RateLimitResult(True, limits[0].count, 0.0, limits[0].count)
-            return allowed, [Reservation(True, False, 0) for _ in attempts]
-        raise self._outage()
+        allowed = RateLimitResult(True, limits[0].count, 0.0, limits[0].count)
+        return self._decide(  # type: ignore[no-any-return]
+            "lockout_guard",
+            (limit_keys, limits, attempts, policy, token, ttl),
+            (allowed, [Reservation(True, False, 0) for _ in attempts]),
+        )
 
     def lockout_reserve_all(
         self,
@@ -177,14 +194,11 @@ class FallbackStorage(Storage):
         refused = self._outage_locks(attempts, policy)
         if refused is not None:
             return refused
-        found = self._call("lockout_reserve_all", attempts, policy, token, ttl)
-        if found is not _SKIPPED:
-            return list(found)
-        if self.mode == "memory":
-            return self.memory.lockout_reserve_all(attempts, policy, token, ttl)
-        if self.mode == "open":
-            return [Reservation(True, False, 0) for _ in attempts]
-        raise self._outage()
+        return self._decide(  # type: ignore[no-any-return]
+            "lockout_reserve_all",
+            (attempts, policy, token, ttl),
+            [Reservation(True, False, 0) for _ in attempts],
+        )
 
     def lockout_settle_all(
         self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
@@ -194,25 +208,15 @@ class FallbackStorage(Storage):
         self._call("lockout_settle_all", settlements, policy, token)
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
-        found = self._call("lockout_failure", key, policy)
-        if found is not _SKIPPED:
-            return found  # type: ignore[no-any-return]
-        if self.mode == "memory":
-            return self.memory.lockout_failure(key, policy)
-        if self.mode == "open":
-            return LockState(False, 0)
-        raise self._outage()
+        return self._decide(  # type: ignore[no-any-return]
+            "lockout_failure", (key, policy), LockState(False, 0)
+        )
 
     def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
         local = self.memory.lockout_status(key, policy)
         if local.locked:
             return local
-        found = self._call("lockout_status", key, policy)
-        if found is not _SKIPPED:
-            return found  # type: ignore[no-any-return]
-        if self.mode == "closed":
-            raise self._outage()
-        return local
+        return self._read("lockout_status", key, policy)  # type: ignore[no-any-return]
 
     def lockout_reset(self, key: str) -> None:
         self.memory.lockout_reset(key)
@@ -236,36 +240,22 @@ class FallbackStorage(Storage):
     def rate_limit_hit_many(
         self, keys: Sequence[str], limits: Sequence[Limit]
     ) -> RateLimitResult:
-        found = self._call("rate_limit_hit_many", keys, limits)
-        if found is not _SKIPPED:
-            return found  # type: ignore[no-any-return]
-        if self.mode == "memory":
-            return self.memory.rate_limit_hit_many(keys, limits)
-        if self.mode == "open":
-            return RateLimitResult(True, limits[0].count, 0.0, limits[0].count)
-        raise self._outage()
+        allowed = RateLimitResult(True, limits[0].count, 0.0, limits[0].count)
+        return self._decide(  # type: ignore[no-any-return]
+            "rate_limit_hit_many", (keys, limits), allowed
+        )
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         self.memory.rate_limit_reset(key)
         self.primary.rate_limit_reset(key)
 
     def throttle_status(self, key: str) -> ThrottleCount:
-        found = self._call("throttle_status", key)
-        if found is not _SKIPPED:
-            return found  # type: ignore[no-any-return]
-        if self.mode == "closed":
-            raise self._outage()
-        return self.memory.throttle_status(key)
+        return self._read("throttle_status", key)  # type: ignore[no-any-return]
 
     def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
-        found = self._call("throttle_hit", key, window_seconds)
-        if found is not _SKIPPED:
-            return found  # type: ignore[no-any-return]
-        if self.mode == "memory":
-            return self.memory.throttle_hit(key, window_seconds)
-        if self.mode == "open":
-            return ThrottleCount(0, 0.0)
-        raise self._outage()
+        return self._decide(  # type: ignore[no-any-return]
+            "throttle_hit", (key, window_seconds), ThrottleCount(0, 0.0)
+        )
 
     def throttle_reset(self, key: str) -> None:
         self.memory.throttle_reset(key)
