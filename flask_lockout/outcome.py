@@ -4,9 +4,10 @@ The attempt was counted as a failure when it was reserved. After the app's
 error handlers have made the final response, :func:`settle_on_response`
 (an ``after_request`` hook) reads the app's declaration and that response:
 a success gives the attempt back and forgives the account's own failures,
-a 5xx gives it back, anything else leaves it counted. A request that never
-reaches ``after_request`` (an exception propagated in testing mode) is
-given back in teardown.
+a 5xx gives it back once per key and failure window (a password check that
+raises on a mismatch also ends in a 5xx), anything else leaves it counted.
+A request that never reaches ``after_request`` (an exception propagated in
+testing mode) is settled the same way in teardown.
 """
 
 from __future__ import annotations
