@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from flask import current_app, g
+from flask import current_app, g, request
 from werkzeug.wrappers import Response
 
 from . import signals
-from .device import device_nonce
+from .device import COOKIE_NAME, device_nonce
 from .errors import TooManyAttempts
 from .keys import (
     KeySpec,
@@ -74,7 +74,7 @@ def throttled(
     ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``.
     """
     limits = as_limits(limit) if limit is not None else None
-    specs = parse_specs(by)
+    specs = _addresses_first(parse_specs(by))
     check_scope(scope)
 
     def before(deferred: bool) -> None:
@@ -83,12 +83,15 @@ def throttled(
             return
         applied = limits or state.settings.default_limits
         name = current_scope(scope)
-        keys = [kv.key for spec in specs for kv in spec.read(name)]
-        for key in keys:
-            cached = state.refusals.retry_after(f"rl:{key}")
-            if cached:
-                state.decided("rate_limited")
-                raise TooManyAttempts(cached)
+        keys = []
+        # Key by key, addresses first: a refused address costs no form parsing.
+        for spec in specs:
+            for kv in spec.read(name):
+                cached = state.refusals.retry_after(f"rl:{kv.key}")
+                if cached:
+                    state.decided("rate_limited")
+                    raise TooManyAttempts(cached)
+                keys.append(kv.key)
         if deferred:
             # The lockout guard right below sends both in one round trip.
             g._lockout_pending_limit = (keys, applied)
@@ -173,7 +176,7 @@ def lockout_on_failure(
         endpoint. Give every view that checks the same secret one scope, so
         that they share one budget.
     """
-    specs = parse_specs(by)
+    specs = _addresses_first(parse_specs(by))
     check_scope(scope)
 
     def before() -> None:
@@ -192,10 +195,24 @@ def lockout_on_failure(
     return decorator
 
 
+def _addresses_first(specs: tuple[ParsedSpec, ...]) -> tuple[ParsedSpec, ...]:
+    """Every key must pass, so their order is free: ``ip`` keys first let a
+    refused address be answered before the form is parsed."""
+    return tuple(sorted(specs, key=lambda spec: spec.source != "ip"))
+
+
 def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     """Reserve one attempt on every key of the request, or raise the 429."""
     # Taken first: a request refused from the cache below costs nothing.
     pending = g.pop("_lockout_pending_limit", None)
+    if not (state.device_cookies and COOKIE_NAME in request.cookies):
+        # No device can stand in for the address: a refused address is
+        # answered before the form is parsed.
+        for spec in specs:
+            if spec.source != "ip":
+                break
+            for kv in spec.read(scope):
+                _refuse_if_cached(state, kv.key, pending)
     keys = [kv for spec in specs for kv in spec.read(scope)]
     accounts = [kv for kv in keys if kv.spelling]
     # Every account key of the request, with the exact spelling typed.
@@ -210,14 +227,7 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
             KeyValue(accounts[0].spec, logical_key(scope, "devices", values), ""),
         ]
     for kv in keys:
-        cached = state.refusals.retry_after(kv.key)
-        if cached:
-            if pending is not None:  # a refused request: no quota left to show
-                limit = pending[1][0].count
-                g._lockout_rate_limit = RateLimitResult(False, 0, cached, limit, cached)
-            send(signals.locked_out, kv.key, retry_after=cached)
-            state.decided("locked")
-            raise TooManyAttempts(cached)
+        _refuse_if_cached(state, kv.key, pending)
     token = secrets.token_hex(8)
     policy = state.settings.policy
     attempts = [AttemptKey(kv.key, kv.spelling) for kv in keys]
@@ -249,3 +259,16 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     if nonce is not None:
         return Guard(keys, token, answers, device=True)
     return Guard(keys, token, answers, account=account if accounts else None)
+
+
+def _refuse_if_cached(state: AppState, key: str, pending: Any) -> None:
+    """Raise the 429 for a key this process knows to be locked."""
+    cached = state.refusals.retry_after(key)
+    if not cached:
+        return
+    if pending is not None:  # a refused request: no quota left to show
+        limit = pending[1][0].count
+        g._lockout_rate_limit = RateLimitResult(False, 0, cached, limit, cached)
+    send(signals.locked_out, key, retry_after=cached)
+    state.decided("locked")
+    raise TooManyAttempts(cached)

@@ -9,6 +9,7 @@ An app shows its own page by adding a template ``lockout/429.html`` (or
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -75,6 +76,11 @@ def _message(error: HTTPException, retry_after: int | None) -> str:
 
 
 def wants_json(request: Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    if "json" not in accept and "html" not in accept:
+        # No preference between the two (often no Accept at all, or */*):
+        # answer in the request's own format, without parsing anything.
+        return request.is_json
     default = "application/json" if request.is_json else "text/html"
     offered = [default, "text/html" if request.is_json else "application/json"]
     best = request.accept_mimetypes.best_match(offered, default=default)
@@ -91,24 +97,33 @@ def render_refusal(error: HTTPException, environ: Any) -> Response | None:
         request = environ if isinstance(environ, Request) else Request(environ)
     retry_after = getattr(error, "retry_after_seconds", None)
     message = _message(error, retry_after)
-    headers = dict(error.get_headers(None, None))
     code = error.code or 500
+    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
     if wants_json(request):
-        body: dict[str, Any] = {"error": message}
-        if retry_after is not None:
-            body["retry_after"] = retry_after
         headers["Content-Type"] = "application/json"
-        return Response(json.dumps(body), code, headers)
+        return Response(_json_body(message, retry_after), code, headers)
     back_url = request.path if request.method != "GET" else "/"
     page = _app_page(code, message, retry_after, back_url)
     if page is None:
-        page = _PAGE.format(
-            title=escape(_TITLES.get(code, error.name)),
-            message=escape(message),
-            back_url=escape(back_url),
-        )
+        page = _page(_TITLES.get(code, error.name), message, back_url)
     headers["Content-Type"] = "text/html; charset=utf-8"
     return Response(page, code, headers)
+
+
+# A flood meets the same few answers again and again: build each once.
+@functools.lru_cache(maxsize=256)
+def _json_body(message: str, retry_after: int | None) -> str:
+    body: dict[str, Any] = {"error": message}
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+    return json.dumps(body)
+
+
+@functools.lru_cache(maxsize=256)
+def _page(title: str, message: str, back_url: str) -> str:
+    return _PAGE.format(
+        title=escape(title), message=escape(message), back_url=escape(back_url)
+    )
 
 
 def _app_page(
