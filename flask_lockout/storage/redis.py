@@ -196,24 +196,41 @@ class RedisStorage(Storage):
 
     # -- login lockout ------------------------------------------------------
 
-    def _lockout_args(
-        self, op: str, policy: LockoutConfig, token: str, ttl_ms: int, spelling: str
-    ) -> list[object]:
-        return [op, *_policy_args(policy), token, ttl_ms, spelling, MAX_SPELLINGS]
+    def _lockout_calls(
+        self,
+        op: str,
+        items: Sequence[tuple[str, str]],
+        policy: LockoutConfig,
+        token: str = "",
+        ttl_ms: int = 0,
+    ) -> list[tuple[str, list[str], list[object]]]:
+        """Script calls deciding ``op`` for ``(key, spelling)`` items: one
+        call for them all, or one per key on a Cluster (other slots)."""
+        if hasattr(self.client, "nodes_manager"):
+            groups = [[item] for item in items]
+        else:
+            groups = [list(items)] if items else []
+        return [
+            (
+                "lockout",
+                [name for key, _ in group for name in self._lockout_keys(key)],
+                [op, *_policy_args(policy), token, ttl_ms, MAX_SPELLINGS]
+                + [spelling for _, spelling in group],
+            )
+            for group in groups
+        ]
+
+    def _lockout_run(
+        self, calls: Sequence[tuple[str, list[str], list[object]]]
+    ) -> list[Any]:
+        """The replies of ``calls``, one per key."""
+        return [reply for replies in self._run_many(calls) for reply in replies]
 
     def _lockout_keys(self, key: str) -> tuple[str, str]:
         return self.storage_key(key, "lock"), self.storage_key(key, "res")
 
     def _lockout(self, op: str, key: str, policy: LockoutConfig) -> LockState:
-        reply = self._run_many(
-            [
-                (
-                    "lockout",
-                    self._lockout_keys(key),
-                    self._lockout_args(op, policy, "", 0, ""),
-                )
-            ]
-        )[0]
+        [reply] = self._lockout_run(self._lockout_calls(op, [(key, "")], policy))
         return LockState(bool(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]))
 
     def lockout_reserve_all(
@@ -223,29 +240,23 @@ class RedisStorage(Storage):
         token: str,
         ttl: float,
     ) -> list[Reservation]:
-        ttl_ms = max(1, _ms(ttl))
-        calls = [
-            (
-                "lockout",
-                self._lockout_keys(key),
-                self._lockout_args("reserve", policy, token, ttl_ms, spelling),
-            )
-            for key, spelling in attempts
-        ]
-        replies = self._run_many(calls)
+        calls = self._lockout_calls(
+            "reserve", attempts, policy, token, max(1, _ms(ttl))
+        )
+        replies = self._lockout_run(calls)
         return [Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in replies]
 
     def lockout_settle_all(
         self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
     ) -> None:
+        by_op: dict[str, list[tuple[str, str]]] = {}
+        for key, outcome, spelling in settlements:
+            if outcome is not Outcome.FAILURE:  # already counted when reserved
+                by_op.setdefault(outcome.value, []).append((key, spelling))
         calls = [
-            (
-                "lockout",
-                self._lockout_keys(key),
-                self._lockout_args(outcome.value, policy, token, 0, spelling),
-            )
-            for key, outcome, spelling in settlements
-            if outcome is not Outcome.FAILURE
+            call
+            for op, items in by_op.items()
+            for call in self._lockout_calls(op, items, policy, token)
         ]
         if calls:
             self._run_many(calls)
@@ -346,16 +357,13 @@ class RedisStorage(Storage):
             if not result.allowed:
                 return result, []
             return result, self.lockout_reserve_all(attempts, policy, token, ttl)
-        ttl_ms = max(1, _ms(ttl))
-        calls = [self._rate_limit_call(limit_keys, limits)] + [
-            (
-                "lockout",
-                self._lockout_keys(key),
-                self._lockout_args("reserve", policy, token, ttl_ms, spelling),
-            )
-            for key, spelling in attempts
-        ]
-        first, *replies = self._run_many(calls)
+        lockout = self._lockout_calls(
+            "reserve", attempts, policy, token, max(1, _ms(ttl))
+        )
+        first, *batches = self._run_many(
+            [self._rate_limit_call(limit_keys, limits), *lockout]
+        )
+        replies = [reply for batch in batches for reply in batch]
         result = _rate_limit_result(first)
         reservations = [Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in replies]
         if result.allowed:

@@ -1,19 +1,21 @@
 -- Login lockout on Redis server time; mirrors flask_lockout.policy.LockRecord.
--- KEYS[1] state hash: f failures in window, ws window start, n lock number,
---         lu locked until, lf last failure, t failures since clean, g until
---         when the no-verdict give-back is used up (times in ms), and
---         s:<spelling> failures per typed spelling.
--- KEYS[2] pending attempts: token -> "expires spelling <before> <after>"
+-- KEYS, in pairs, one pair per key of the decision (all in one Cluster slot
+-- when there is more than one pair):
+--   state hash: f failures in window, ws window start, n lock number,
+--     lu locked until, lf last failure, t failures since clean, g until when
+--     the no-verdict give-back is used up (times in ms), and s:<spelling>
+--     failures per typed spelling;
+--   pending attempts: token -> "expires spelling <before> <after>".
 -- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
 --       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
---       spelling ("" for none), max_spellings
--- A reserved attempt counts as a failure at once; release and success give
--- it back, so a wrong password costs one call.
+--       max_spellings, then one spelling per pair ("" for none).
+-- Returns one reply per pair. A reserved attempt counts as a failure at
+-- once; release and success give it back, so a wrong password costs one call.
 if redis.replicate_commands then redis.replicate_commands() end
 local op = ARGV[1]
 if op == 'clear' then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return {0, 0, 0, 0}
+  for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
+  return {}
 end
 local max_failures = tonumber(ARGV[2])
 local window_ms = tonumber(ARGV[3])
@@ -23,192 +25,201 @@ local multiplier = tonumber(ARGV[6])
 local max_ms = tonumber(ARGV[7])
 local token = ARGV[9]
 local ttl_ms = tonumber(ARGV[10])
-local spelling = ARGV[11]
-local max_spellings = tonumber(ARGV[12])
+local max_spellings = tonumber(ARGV[11])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local h = redis.call('HMGET', KEYS[1], 'f', 'ws', 'n', 'lu', 'lf', 't', 'g')
-local f = tonumber(h[1]) or 0
-local ws = tonumber(h[2]) or 0
-local n = tonumber(h[3]) or 0
-local lu = tonumber(h[4]) or 0
-local lf = tonumber(h[5]) or 0
-local total = tonumber(h[6]) or 0
-local g = tonumber(h[7]) or 0
-if g <= now then g = 0 end
+local function decide(state_key, pending_key, spelling)
+  local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g')
+  local f = tonumber(h[1]) or 0
+  local ws = tonumber(h[2]) or 0
+  local n = tonumber(h[3]) or 0
+  local lu = tonumber(h[4]) or 0
+  local lf = tonumber(h[5]) or 0
+  local total = tonumber(h[6]) or 0
+  local g = tonumber(h[7]) or 0
+  if g <= now then g = 0 end
 
-local function state_expires()
-  if n > 0 then return math.max(lf + reset_after_ms, lu) end
-  if f > 0 or total > 0 then return ws + window_ms end
-  return 0
-end
-
-if h[1] and now >= state_expires() and f + n + total > 0 then
-  -- Clean again: drop the old spellings with the rest, not the give-back.
-  redis.call('DEL', KEYS[1])
-  f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
-  if g > 0 then
-    redis.call('HSET', KEYS[1], 'g', g)
-    redis.call('PEXPIREAT', KEYS[1], g)
+  local function state_expires()
+    if n > 0 then return math.max(lf + reset_after_ms, lu) end
+    if f > 0 or total > 0 then return ws + window_ms end
+    return 0
   end
-end
 
-local function retry_after()
-  if lu > now then return math.ceil((lu - now) / 1000) end
-  return 0
-end
-
-local function reply()
-  local locked = 0
-  if lu > now then locked = 1 end
-  return {locked, retry_after(), f, n}
-end
-
-local function lock_ms(number)
-  if ARGV[8] ~= '' then
-    local schedule = {}
-    for part in string.gmatch(ARGV[8], '[^,]+') do
-      schedule[#schedule + 1] = tonumber(part)
-    end
-    return schedule[math.min(number, #schedule)]
-  end
-  return math.min(base_ms * multiplier ^ (number - 1), max_ms)
-end
-
-local function snapshot()
-  return table.concat({f, ws, n, lu, lf, total}, ' ')
-end
-
-local function save()
-  local expires = math.max(state_expires(), g)
-  if expires <= now then
-    redis.call('DEL', KEYS[1])
-    return
-  end
-  redis.call('HSET', KEYS[1], 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
-    't', total, 'g', g)
-  redis.call('PEXPIREAT', KEYS[1], expires)
-end
-
-local function add_spelling(name, count)
-  if name == '' or name == '-' then return end
-  local field = 's:' .. name
-  if redis.call('HEXISTS', KEYS[1], field) == 0 then
-    if count < 0 then
-      field = 's:~'
-    elseif redis.call('HLEN', KEYS[1]) - 6 >= max_spellings then
-      field = 's:~'
-    end
-  end
-  if redis.call('HINCRBY', KEYS[1], field, count) <= 0 then
-    redis.call('HDEL', KEYS[1], field)
-  end
-end
-
-local function count_failure()
-  if lu > now then return end
-  lf = now
-  if n > 0 then
-    n = n + 1
-    lu = now + math.floor(lock_ms(n) + 0.5)
-  else
-    if f == 0 then ws = now end
-    f = f + 1
-    if f >= max_failures then
-      f = 0
-      n = 1
-      lu = now + math.floor(lock_ms(1) + 0.5)
-    end
-  end
-  total = total + 1
-  add_spelling(spelling, 1)
-end
-
--- Give a pending attempt back: exactly, when nothing came after it; else one
--- failure, unless a lock came since (then it stays counted).
-local function release(once)
-  local raw = redis.call('HGET', KEYS[2], token)
-  if not raw then return end
-  redis.call('HDEL', KEYS[2], token)
-  local p = {}
-  for word in string.gmatch(raw, '%S+') do p[#p + 1] = word end
-  if tonumber(p[1]) <= now then return end
-  if once then
-    -- A view that ran and failed: one give-back per key and window, and
-    -- never one that would undo the lock this attempt set.
-    if g > now or tonumber(p[11]) > tonumber(p[5]) then return end
-    g = now + window_ms
-  end
-  local after = table.concat({p[9], p[10], p[11], p[12], p[13], p[14]}, ' ')
-  if snapshot() == after then
-    f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
-    lu, lf, total = tonumber(p[6]), tonumber(p[7]), tonumber(p[8])
-  elseif n == tonumber(p[5]) and f > 0 then
-    f, total = f - 1, total - 1
-  else
-    return
-  end
-  add_spelling(p[2], -1)
-end
-
-if op == 'status' then
-  return reply()
-end
-
-if op == 'failure' then
-  count_failure()
-  save()
-  return reply()
-end
-
-if op == 'reserve' then
-  if lu > now then return {0, 1, retry_after()} end
-  local before = snapshot()
-  count_failure()
-  save()
-  local name = spelling
-  if name == '' then name = '-' end
-  redis.call('HSET', KEYS[2], token,
-    (now + ttl_ms) .. ' ' .. name .. ' ' .. before .. ' ' .. snapshot())
-  redis.call('PEXPIRE', KEYS[2], ttl_ms)
-  local r = reply()
-  return {1, r[1], r[2]}
-end
-
-if op == 'unlock' then
-  -- End the current lock; probation stays, so backoff keeps growing.
-  if lu > now then lu = now end
-  f = 0
-  save()
-  return reply()
-end
-
-if op == 'release' or op == 'unknown' then
-  release(op == 'unknown')
-  save()
-  return reply()
-end
-
-if op == 'success' then
-  release(false)
-  local mine = 0
-  if spelling ~= '' then
-    mine = tonumber(redis.call('HGET', KEYS[1], 's:' .. spelling)) or 0
-  end
-  if mine > 0 and mine >= total then
+  if h[1] and now >= state_expires() and f + n + total > 0 then
+    -- Clean again: drop the old spellings with the rest, not the give-back.
+    redis.call('DEL', state_key)
     f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
-    redis.call('DEL', KEYS[1])
+    if g > 0 then
+      redis.call('HSET', state_key, 'g', g)
+      redis.call('PEXPIREAT', state_key, g)
+    end
+  end
+
+  local function retry_after()
+    if lu > now then return math.ceil((lu - now) / 1000) end
+    return 0
+  end
+
+  local function reply()
+    local locked = 0
+    if lu > now then locked = 1 end
+    return {locked, retry_after(), f, n}
+  end
+
+  local function lock_ms(number)
+    if ARGV[8] ~= '' then
+      local schedule = {}
+      for part in string.gmatch(ARGV[8], '[^,]+') do
+        schedule[#schedule + 1] = tonumber(part)
+      end
+      return schedule[math.min(number, #schedule)]
+    end
+    return math.min(base_ms * multiplier ^ (number - 1), max_ms)
+  end
+
+  local function snapshot()
+    return table.concat({f, ws, n, lu, lf, total}, ' ')
+  end
+
+  local function save()
+    local expires = math.max(state_expires(), g)
+    if expires <= now then
+      redis.call('DEL', state_key)
+      return
+    end
+    redis.call('HSET', state_key, 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
+      't', total, 'g', g)
+    redis.call('PEXPIREAT', state_key, expires)
+  end
+
+  local function add_spelling(name, count)
+    if name == '' or name == '-' then return end
+    local field = 's:' .. name
+    if redis.call('HEXISTS', state_key, field) == 0 then
+      if count < 0 then
+        field = 's:~'
+      elseif redis.call('HLEN', state_key) - 6 >= max_spellings then
+        field = 's:~'
+      end
+    end
+    if redis.call('HINCRBY', state_key, field, count) <= 0 then
+      redis.call('HDEL', state_key, field)
+    end
+  end
+
+  local function count_failure()
+    if lu > now then return end
+    lf = now
+    if n > 0 then
+      n = n + 1
+      lu = now + math.floor(lock_ms(n) + 0.5)
+    else
+      if f == 0 then ws = now end
+      f = f + 1
+      if f >= max_failures then
+        f = 0
+        n = 1
+        lu = now + math.floor(lock_ms(1) + 0.5)
+      end
+    end
+    total = total + 1
+    add_spelling(spelling, 1)
+  end
+
+  -- Give a pending attempt back: exactly, when nothing came after it; else one
+  -- failure, unless a lock came since (then it stays counted).
+  local function release(once)
+    local raw = redis.call('HGET', pending_key, token)
+    if not raw then return end
+    redis.call('HDEL', pending_key, token)
+    local p = {}
+    for word in string.gmatch(raw, '%S+') do p[#p + 1] = word end
+    if tonumber(p[1]) <= now then return end
+    if once then
+      -- A view that ran and failed: one give-back per key and window, and
+      -- never one that would undo the lock this attempt set.
+      if g > now or tonumber(p[11]) > tonumber(p[5]) then return end
+      g = now + window_ms
+    end
+    local after = table.concat({p[9], p[10], p[11], p[12], p[13], p[14]}, ' ')
+    if snapshot() == after then
+      f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
+      lu, lf, total = tonumber(p[6]), tonumber(p[7]), tonumber(p[8])
+    elseif n == tonumber(p[5]) and f > 0 then
+      f, total = f - 1, total - 1
+    else
+      return
+    end
+    add_spelling(p[2], -1)
+  end
+
+  if op == 'status' then
+    return reply()
+  end
+
+  if op == 'failure' then
+    count_failure()
     save()
-    return {0, 0, 0, 0}
+    return reply()
   end
-  if mine > 0 then
-    f, total = math.max(0, f - mine), total - mine
-    redis.call('HDEL', KEYS[1], 's:' .. spelling)
+
+  if op == 'reserve' then
+    if lu > now then return {0, 1, retry_after()} end
+    local before = snapshot()
+    count_failure()
+    save()
+    local name = spelling
+    if name == '' then name = '-' end
+    redis.call('HSET', pending_key, token,
+      (now + ttl_ms) .. ' ' .. name .. ' ' .. before .. ' ' .. snapshot())
+    redis.call('PEXPIRE', pending_key, ttl_ms)
+    local r = reply()
+    return {1, r[1], r[2]}
   end
-  save()
-  return reply()
+
+  if op == 'unlock' then
+    -- End the current lock; probation stays, so backoff keeps growing.
+    if lu > now then lu = now end
+    f = 0
+    save()
+    return reply()
+  end
+
+  if op == 'release' or op == 'unknown' then
+    release(op == 'unknown')
+    save()
+    return reply()
+  end
+
+  if op == 'success' then
+    release(false)
+    local mine = 0
+    if spelling ~= '' then
+      mine = tonumber(redis.call('HGET', state_key, 's:' .. spelling)) or 0
+    end
+    if mine > 0 and mine >= total then
+      f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
+      redis.call('DEL', state_key)
+      save()
+      return {0, 0, 0, 0}
+    end
+    if mine > 0 then
+      f, total = math.max(0, f - mine), total - mine
+      redis.call('HDEL', state_key, 's:' .. spelling)
+    end
+    save()
+    return reply()
+  end
+
+  return redis.error_reply('unknown lockout operation ' .. tostring(op))
 end
 
-return redis.error_reply('unknown lockout operation ' .. tostring(op))
+local replies = {}
+for i = 1, #KEYS, 2 do
+  local reply = decide(KEYS[i], KEYS[i + 1], ARGV[11 + (i + 1) / 2])
+  if type(reply) == 'table' and reply.err then return reply end
+  replies[#replies + 1] = reply
+end
+return replies
