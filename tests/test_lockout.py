@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from flask_lockout import LockoutConfig, LoginLockout, MemoryStorage
-from flask_lockout.policy import BACKOFF_SCHEDULE_LENGTH
+from flask_lockout.policy import BACKOFF_SCHEDULE_LENGTH, MAX_SPELLINGS, Outcome
+from flask_lockout.storage.base import AttemptKey, Settlement
 
 from .conftest import Backend, FakeClock
 
@@ -296,3 +297,35 @@ def test_huge_failure_counts_on_memory(clock: FakeClock) -> None:
         assert locked
         clock.advance(retry_after)
     assert retry_after == 3600
+
+
+def settle(backend: Backend, key: str, spelling: str, outcome: Outcome) -> None:
+    policy = LockoutConfig(max_failures=20)
+    backend.storage.lockout_reserve_all([AttemptKey(key, spelling)], policy, "t", 30)
+    backend.storage.lockout_settle_all(
+        [Settlement(key, outcome, spelling)], policy, "t"
+    )
+
+
+def failures(backend: Backend, key: str) -> int:
+    policy = LockoutConfig(max_failures=20)
+    return int(backend.storage.lockout_status(key, policy).failures)
+
+
+def test_a_success_forgives_only_its_own_spelling(backend: Backend) -> None:
+    for spelling in ("ALICE", "ALICE", "ALICE", "alice"):
+        settle(backend, "k", spelling, Outcome.FAILURE)
+    assert failures(backend, "k") == 4
+    settle(backend, "k", "alice", Outcome.SUCCESS)
+    assert failures(backend, "k") == 3  # the other spelling's three stay
+    settle(backend, "k", "ALICE", Outcome.SUCCESS)
+    assert failures(backend, "k") == 0
+
+
+def test_spellings_past_the_cap_are_never_forgiven(backend: Backend) -> None:
+    for i in range(MAX_SPELLINGS + 2):
+        settle(backend, "k", f"s{i}", Outcome.FAILURE)
+    settle(backend, "k", f"s{MAX_SPELLINGS + 1}", Outcome.SUCCESS)
+    assert failures(backend, "k") == MAX_SPELLINGS + 2  # counted with the others
+    settle(backend, "k", "s0", Outcome.SUCCESS)
+    assert failures(backend, "k") == MAX_SPELLINGS + 1

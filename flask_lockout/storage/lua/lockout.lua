@@ -57,6 +57,10 @@ local function decide(state_key, pending_key, spelling)
     end
   end
 
+  -- The expiry the stored hash already has (nil when it must be set).
+  local had_expiry = nil
+  if h[1] then had_expiry = math.max(state_expires(), g) end
+
   local function retry_after()
     if lu > now then return math.ceil((lu - now) / 1000) end
     return 0
@@ -91,22 +95,25 @@ local function decide(state_key, pending_key, spelling)
     end
     redis.call('HSET', state_key, 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
       't', total, 'g', g)
-    redis.call('PEXPIREAT', state_key, expires)
+    -- The key keeps its TTL when its expiry did not move.
+    if expires ~= had_expiry then
+      redis.call('PEXPIREAT', state_key, expires)
+    end
   end
 
+  -- A spelling's count, in one command when it is known; a new spelling
+  -- past the cap, or one counted with the others, goes to 's:~'.
   local function add_spelling(name, count)
     if name == '' or name == '-' then return end
     local field = 's:' .. name
-    if redis.call('HEXISTS', state_key, field) == 0 then
-      if count < 0 then
-        field = 's:~'
-      elseif redis.call('HLEN', state_key) - 6 >= max_spellings then
-        field = 's:~'
-      end
-    end
-    if redis.call('HINCRBY', state_key, field, count) <= 0 then
+    local value = redis.call('HINCRBY', state_key, field, count)
+    if value == count and (count < 0
+        or redis.call('HLEN', state_key) - 7 > max_spellings) then
       redis.call('HDEL', state_key, field)
+      field = 's:~'
+      value = redis.call('HINCRBY', state_key, field, count)
     end
+    if value <= 0 then redis.call('HDEL', state_key, field) end
   end
 
   local function count_failure()
@@ -202,6 +209,7 @@ local function decide(state_key, pending_key, spelling)
     if mine > 0 and mine >= total then
       f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
       redis.call('DEL', state_key)
+      had_expiry = nil
       save()
       return {0, 0, 0, 0}
     end

@@ -48,7 +48,7 @@ for i = 1, #KEYS do
       worst_wait, worst_limit, worst_i = wait, count, i
     end
   end
-  plans[i] = {index, cur, prev, period}
+  plans[i] = {index, cur, prev, period, w ~= index}
 end
 
 if not allowed then
@@ -57,6 +57,7 @@ end
 for i = 1, #KEYS do
   local plan = plans[i]
   redis.call('HSET', KEYS[i], 'w', plan[1], 'c', plan[2] + 1, 'p', plan[3])
-  redis.call('PEXPIREAT', KEYS[i], (plan[1] + 2) * plan[4])
+  -- Within one window the expiry stays where it was set.
+  if plan[5] then redis.call('PEXPIREAT', KEYS[i], (plan[1] + 2) * plan[4]) end
 end
 return {1, best_remaining, 0, best_limit, math.ceil(best_reset), best_i - 1}
