@@ -6,6 +6,7 @@ a request a fraction of a second, never hang it.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -53,6 +54,44 @@ def client_errors() -> tuple[
     except ImportError:
         pass
     return tuple(unavailable), tuple(other)
+
+
+@functools.cache
+def direct_clients() -> tuple[type, ...]:
+    """Client classes whose connections take commands written straight in."""
+    found: list[type] = []
+    try:
+        import redis
+
+        found.append(redis.Redis)
+    except ImportError:  # pragma: no cover - valkey-only installs
+        pass
+    try:
+        import valkey
+
+        found.append(valkey.Valkey)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+@functools.cache
+def reply_errors() -> tuple[type[BaseException], ...]:
+    """Error replies, which leave a connection in step with the server."""
+    found: list[type[BaseException]] = []
+    try:
+        import redis.exceptions
+
+        found.append(redis.exceptions.ResponseError)
+    except ImportError:  # pragma: no cover - valkey-only installs
+        pass
+    try:
+        import valkey.exceptions
+
+        found.append(valkey.exceptions.ResponseError)
+    except ImportError:
+        pass
+    return tuple(found)
 
 
 def is_redis_client(obj: object) -> bool:

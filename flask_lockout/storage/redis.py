@@ -23,10 +23,12 @@ from .base import AttemptKey, Settlement, Storage, ThrottleCount
 from .clients import (
     client_errors,
     cluster_client,
+    direct_clients,
     health_report,
     is_flask_redis,
     is_redis_client,
     redis_client,
+    reply_errors,
     valkey_client,
 )
 
@@ -168,7 +170,7 @@ class RedisStorage(Storage):
             (self._script(name).sha, len(keys), *keys, *args)
             for name, keys, args in calls
         ]
-        if type(client) not in _direct_clients():
+        if type(client) not in direct_clients():
             pipe = client.pipeline(transaction=False)
             for command in commands:
                 pipe.evalsha(*command)
@@ -185,7 +187,7 @@ class RedisStorage(Storage):
             for _ in commands:
                 try:
                     replies.append(connection.read_response())
-                except _reply_errors() as exc:  # an error reply: still in sync
+                except reply_errors() as exc:  # an error reply: still in sync
                     replies.append(exc)
         except BaseException:
             connection.disconnect()
@@ -462,44 +464,6 @@ def _resp(*parts: object) -> bytes:
             data = str(part).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
-
-
-@functools.cache
-def _direct_clients() -> tuple[type, ...]:
-    """Client classes whose connections take commands written straight in."""
-    found: list[type] = []
-    try:
-        import redis
-
-        found.append(redis.Redis)
-    except ImportError:  # pragma: no cover - valkey-only installs
-        pass
-    try:
-        import valkey
-
-        found.append(valkey.Valkey)
-    except ImportError:
-        pass
-    return tuple(found)
-
-
-@functools.cache
-def _reply_errors() -> tuple[type[BaseException], ...]:
-    """Error replies, which leave a connection in step with the server."""
-    found: list[type[BaseException]] = []
-    try:
-        import redis.exceptions
-
-        found.append(redis.exceptions.ResponseError)
-    except ImportError:  # pragma: no cover - valkey-only installs
-        pass
-    try:
-        import valkey.exceptions
-
-        found.append(valkey.exceptions.ResponseError)
-    except ImportError:
-        pass
-    return tuple(found)
 
 
 def _rate_limit_result(reply: Sequence[Any]) -> RateLimitResult:
