@@ -76,10 +76,9 @@ def _message(error: HTTPException, retry_after: int | None) -> str:
 
 
 def wants_json(request: Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    if "json" not in accept and "html" not in accept:
-        # No preference between the two (often no Accept at all, or */*):
-        # answer in the request's own format, without parsing anything.
+    if request.headers.get("Accept", "").strip() in ("", "*/*"):
+        # No preference at all: answer in the request's own format, without
+        # parsing anything.
         return request.is_json
     default = "application/json" if request.is_json else "text/html"
     offered = [default, "text/html" if request.is_json else "application/json"]

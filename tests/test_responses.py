@@ -127,3 +127,23 @@ def test_a_10_per_minute_route_reports_reset_within_the_minute(
         clock.advance(7.3)
         resets.append(int(client.get("/search").headers["RateLimit-Reset"]))
     assert all(0 <= reset <= 60 for reset in resets)  # was 64 to 120
+
+
+@pytest.mark.parametrize(
+    ("accept", "as_json"),
+    [
+        ("", False),
+        ("*/*", False),
+        ("APPLICATION/JSON", True),
+        ("application/*", True),
+        ("text/html,application/xhtml+xml", False),
+    ],
+)
+def test_the_429_format_follows_accept(
+    clock: FakeClock, accept: str, as_json: bool
+) -> None:
+    client = locked_app(clock).test_client()
+    client.post("/login", data={"email": "a@x"})
+    refused = client.post("/login", data={"email": "a@x"}, headers={"Accept": accept})
+    assert refused.status_code == 429
+    assert (refused.mimetype == "application/json") is as_json

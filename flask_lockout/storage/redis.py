@@ -143,7 +143,8 @@ class RedisStorage(Storage):
         with self._translate_errors():
             results: list[Any] = [None] * len(calls)
             todo = list(range(len(calls)))
-            for _ in range(2):
+            # A script flush can race the reload; a few tries outlast it.
+            for _ in range(4):
                 replies = self._send(client, [calls[i] for i in todo])
                 for i, result in zip(todo, replies, strict=True):
                     results[i] = result
