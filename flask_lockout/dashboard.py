@@ -200,7 +200,6 @@ def dashboard_blueprint(
             status: sum(1 for row in scan.rows if row.status == status)
             for status in ("locked", "failing", "probation")
         }
-        log = getattr(state, "events", None)
         return render_template(
             "lockout/dashboard/overview.html",
             scan=scan,
@@ -212,7 +211,7 @@ def dashboard_blueprint(
             memory_only=not hasattr(state.storage, "primary"),
             fallback_active=state.fallback_active,
             fail_mode=state.settings.fail_mode,
-            events=log.read(OVERVIEW_EVENTS) if log is not None else None,
+            events=state.events.read(OVERVIEW_EVENTS),
         )
 
     @bp.get("/keys")
@@ -255,15 +254,14 @@ def dashboard_blueprint(
             row = Row(key, state.storage.lockout_status(key, state.settings.policy))
         except StorageError as exc:
             row, error = Row(key, LockState(False, 0)), str(exc)
-        log = getattr(state, "events", None)
-        page = log.read(log.max_events) if log is not None else None
+        page = state.events.read(state.events.max_events)
         return render_template(
             "lockout/dashboard/key.html",
             row=row,
             error=error,
             policy=state.settings.policy,
             next_lock=state.settings.policy.lock_seconds(row.state.lock_number + 1),
-            events=[e for e in page.events if e["key"] == key][:20] if page else None,
+            events=[e for e in page.events if e["key"] == key][:20],
             token=_serializer().dumps(key),
             unlocked=request.args.get("unlocked") == "1",
             canonical=_other_spelling(key),
@@ -285,10 +283,9 @@ def dashboard_blueprint(
 
     @bp.get("/events")
     def events() -> str:
-        log = getattr(current_state(), "events", None)
         return render_template(
             "lockout/dashboard/events.html",
-            events=log.read(EVENTS_PAGE) if log is not None else None,
+            events=current_state().events.read(EVENTS_PAGE),
         )
 
     return bp

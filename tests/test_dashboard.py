@@ -220,7 +220,7 @@ def test_the_overview(app: Flask, client: FlaskClient) -> None:
     assert "memory (this process only)" in page
     assert "on its storage" in page
     assert "<code>otp</code>" in page and "<code>user_id</code>" in page
-    assert "The event log is off" not in page
+    assert "Recent events" in page
 
 
 def test_the_overview_on_a_dead_redis_shows_the_fallback() -> None:
