@@ -47,10 +47,25 @@ def _guarded(view: F, before: Callable[[], None]) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        before()
+        try:
+            before()
+        except TooManyAttempts as refusal:
+            return _refusal_response(refusal)
         return current_app.ensure_sync(view)(*args, **kwargs)
 
     return cast(F, wrapper)
+
+
+def _refusal_response(refusal: TooManyAttempts) -> Any:
+    """What Flask makes of a raised 429: the app's handler for it (or a
+    re-raise when it traps HTTP exceptions), else our response. Done here,
+    because an unhandled exception reaches Flask as a WSGI app to run, which
+    costs a flood as much as the rest of the request."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    handled = app.handle_user_exception(refusal)
+    if handled is refusal:
+        return refusal.get_response(request.environ)
+    return handled
 
 
 def throttled(
@@ -81,24 +96,21 @@ def throttled(
         state = current_state()
         if not state.settings.enabled or (exempt_when is not None and exempt_when()):
             return
-        applied = limits or state.settings.default_limits
-        name = current_scope(scope)
-        keys = []
-        # Key by key, addresses first: a refused address costs no form parsing.
-        for spec in specs:
-            for kv in spec.read(name):
-                cached = state.refusals.retry_after(f"rl:{kv.key}")
-                if cached:
-                    state.decided("rate_limited")
-                    raise TooManyAttempts(cached)
-                keys.append(kv.key)
+        deferred_limit = DeferredLimit(
+            specs, current_scope(scope), limits or state.settings.default_limits
+        )
         if deferred:
-            # The lockout guard right below sends both in one round trip.
-            g._lockout_pending_limit = (keys, applied)
+            # The lockout guard right below reads the keys, its own addresses
+            # first, and sends both in one round trip.
+            g._lockout_pending_limit = deferred_limit
             return
+        keys = deferred_limit.keys(state)
         # Every key must pass; when one refuses, none is counted.
         check_rate_limit(
-            state, keys, applied, state.storage.rate_limit_hit_many(keys, applied)
+            state,
+            keys,
+            deferred_limit.limits,
+            state.storage.rate_limit_hit_many(keys, deferred_limit.limits),
         )
 
     def decorator(view: F) -> F:
@@ -106,6 +118,31 @@ def throttled(
         return _guarded(view, lambda: before(deferred))
 
     return decorator
+
+
+@dataclass(frozen=True)
+class DeferredLimit:
+    """A ``@throttled`` rate limit: its key specs (addresses first), scope and
+    limits."""
+
+    specs: tuple[ParsedSpec, ...]
+    scope: str
+    limits: Sequence[Limit]
+
+    def keys(self, state: AppState, addresses_only: bool = False) -> list[str]:
+        """The request's keys, addresses first: a refused address costs no
+        form parsing. Raises the 429 for a refusal this process knows."""
+        keys = []
+        for spec in self.specs:
+            if addresses_only and spec.source != "ip":
+                break
+            for kv in spec.read(self.scope):
+                cached = state.refusals.retry_after(f"rl:{kv.key}")
+                if cached:
+                    state.decided("rate_limited")
+                    raise TooManyAttempts(cached)
+                keys.append(kv.key)
+        return keys
 
 
 def check_rate_limit(
@@ -204,7 +241,9 @@ def _addresses_first(specs: tuple[ParsedSpec, ...]) -> tuple[ParsedSpec, ...]:
 def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     """Reserve one attempt on every key of the request, or raise the 429."""
     # Taken first: a request refused from the cache below costs nothing.
-    pending = g.pop("_lockout_pending_limit", None)
+    pending: DeferredLimit | None = g.pop("_lockout_pending_limit", None)
+    if pending is not None:
+        pending.keys(state, addresses_only=True)
     if not (state.device_cookies and COOKIE_NAME in request.cookies):
         # No device can stand in for the address: a refused address is
         # answered before the form is parsed.
@@ -232,11 +271,16 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     policy = state.settings.policy
     attempts = [AttemptKey(kv.key, kv.spelling) for kv in keys]
     if pending is not None:
-        limit_keys, limits = pending
+        limit_keys = pending.keys(state)
         result, answers = state.storage.lockout_guard(
-            limit_keys, limits, attempts, policy, token, DEFAULT_RESERVATION_SECONDS
+            limit_keys,
+            pending.limits,
+            attempts,
+            policy,
+            token,
+            DEFAULT_RESERVATION_SECONDS,
         )
-        check_rate_limit(state, limit_keys, limits, result)
+        check_rate_limit(state, limit_keys, pending.limits, result)
     else:
         answers = state.storage.lockout_reserve_all(
             attempts, policy, token, DEFAULT_RESERVATION_SECONDS
@@ -261,13 +305,13 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     return Guard(keys, token, answers, account=account if accounts else None)
 
 
-def _refuse_if_cached(state: AppState, key: str, pending: Any) -> None:
+def _refuse_if_cached(state: AppState, key: str, pending: DeferredLimit | None) -> None:
     """Raise the 429 for a key this process knows to be locked."""
     cached = state.refusals.retry_after(key)
     if not cached:
         return
     if pending is not None:  # a refused request: no quota left to show
-        limit = pending[1][0].count
+        limit = pending.limits[0].count
         g._lockout_rate_limit = RateLimitResult(False, 0, cached, limit, cached)
     send(signals.locked_out, key, retry_after=cached)
     state.decided("locked")

@@ -54,10 +54,6 @@ def on_user_logged_in(sender: Any, **extra: Any) -> None:
 def settle_on_response(response: Response) -> Response:
     """After-request hook: settle every attempt of this request, and send
     its events once the response is out."""
-    pending = g.pop("_lockout_pending_limit", None)
-    if pending is not None:
-        # A deferred rate limit whose guard never ran still counts the hit.
-        current_state().storage.rate_limit_hit_many(*pending)
     guards: list[Guard] | None = g.pop("_lockout_guards", None)
     if guards:
         state = current_state()

@@ -5,8 +5,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from flask import Flask, abort, jsonify, request
+from flask import Blueprint, Flask, Response, abort, jsonify, request
 from flask.views import MethodView
+from werkzeug.exceptions import HTTPException
 
 from flask_lockout import (
     ConfigurationError,
@@ -19,6 +20,7 @@ from flask_lockout import (
     rate_limited,
     storage_error,
 )
+from flask_lockout.errors import TooManyAttempts
 
 from .redis_proc import free_port
 
@@ -267,6 +269,96 @@ def test_the_apps_own_429_handler_wins() -> None:
     for _ in range(3):
         wrong(client)
     assert wrong(client).data == b"please wait"
+
+
+def test_a_generic_http_exception_handler_answers_our_429_too() -> None:
+    app = make_app()
+
+    @app.errorhandler(HTTPException)
+    def as_json(error: HTTPException) -> tuple[Any, int]:
+        return jsonify(code=error.code), error.code or 500
+
+    client = app.test_client()
+    for _ in range(3):
+        wrong(client)
+    refused = wrong(client)
+    assert (refused.status_code, refused.json) == (429, {"code": 429})
+
+
+def test_a_blueprints_429_handler_answers_its_own_views() -> None:
+    app = Flask(__name__)
+    app.config["LOCKOUT_MAX_FAILURES"] = 1
+    lockout = Lockout(app)
+    api = Blueprint("api", __name__)
+
+    @api.post("/login")
+    @lockout.lockout_on_failure(by="ip")
+    def login() -> tuple[str, int]:
+        return "no", 401
+
+    @api.errorhandler(429)
+    def api_slow_down(error: Exception) -> tuple[Any, int]:
+        return jsonify(error="slow down"), 429
+
+    app.register_blueprint(api, url_prefix="/api")
+    client = app.test_client()
+    assert client.post("/api/login").status_code == 401
+    refused = client.post("/api/login")
+    assert (refused.status_code, refused.json) == (429, {"error": "slow down"})
+
+
+def test_trapped_http_exceptions_reach_the_caller() -> None:
+    app = make_app({"TRAP_HTTP_EXCEPTIONS": True})
+    client = app.test_client()
+    for _ in range(3):
+        wrong(client)
+    with pytest.raises(TooManyAttempts) as refused:
+        wrong(client)
+    assert refused.value.retry_after_seconds == 60
+
+
+def test_the_refusal_is_the_apps_response_class() -> None:
+    class AppResponse(Response):
+        pass
+
+    app = make_app()
+    app.response_class = AppResponse
+    seen: list[type] = []
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        seen.append(type(response))
+        return response
+
+    client = app.test_client()
+    for _ in range(4):
+        wrong(client)
+    assert seen == [AppResponse] * 4
+
+
+def test_a_locked_address_is_refused_before_the_form_is_read() -> None:
+    # Stacked decorators: a flood from a locked address costs no form parsing,
+    # so a request without the account field gets the 429, not a 400.
+    app = Flask(__name__)
+    app.config["LOCKOUT_MAX_FAILURES"] = 2
+    lockout = Lockout(app)
+
+    @app.post("/login")
+    @lockout.throttled("100/minute", by=("form:email", "ip"))
+    @lockout.lockout_on_failure(by=("form:email", "ip"))
+    def login() -> tuple[str, int]:
+        return "no", 401
+
+    client = app.test_client()
+    for i in range(2):
+        assert client.post("/login", data={"email": f"u{i}@e.com"}).status_code == 401
+    assert client.post("/login", data={}).status_code == 429
+    assert (
+        client.post(
+            "/login", data={}, environ_base={"REMOTE_ADDR": "10.0.0.9"}
+        ).status_code
+        == 400
+    )
 
 
 def test_account_values_are_normalised_into_one_bucket() -> None:
