@@ -5,6 +5,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import fakeredis
 import pytest
@@ -97,15 +98,21 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
 
 @pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Packets written to Redis by redis-py: a pipeline or a script call is one."""
+    """Packets written to Redis by redis-py: a pipeline or a script call is
+    one; opening a connection (HELLO, CLIENT SETINFO, ...) is not counted."""
     import redis.connection
 
     sent = [0]
     original = redis.connection.Connection.send_packed_command
+    setup = (b"HELLO", b"AUTH", b"CLIENT", b"SELECT", b"READONLY")
 
-    def counting(self: object, command: object, check_health: bool = True) -> None:
-        sent[0] += 1
-        original(self, command, check_health)  # type: ignore[arg-type]
+    def counting(self: object, command: Any, check_health: bool = True) -> None:
+        first = b"".join(command if isinstance(command, list) else [command])
+        # The command name is the first bulk string: "*N\r\n$L\r\nNAME".
+        name = first.split(b"\r\n", 3)[2].upper() if first[:1] == b"*" else b""
+        if name not in setup:
+            sent[0] += 1
+        original(self, command, check_health)
 
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
     return sent

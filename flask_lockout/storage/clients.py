@@ -7,6 +7,7 @@ a request a fraction of a second, never hang it.
 from __future__ import annotations
 
 import functools
+import importlib
 import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -75,23 +76,11 @@ def direct_clients() -> tuple[type, ...]:
     return tuple(found)
 
 
-@functools.cache
-def reply_errors() -> tuple[type[BaseException], ...]:
-    """Error replies, which leave a connection in step with the server."""
-    found: list[type[BaseException]] = []
-    try:
-        import redis.exceptions
-
-        found.append(redis.exceptions.ResponseError)
-    except ImportError:  # pragma: no cover - valkey-only installs
-        pass
-    try:
-        import valkey.exceptions
-
-        found.append(valkey.exceptions.ResponseError)
-    except ImportError:
-        pass
-    return tuple(found)
+def connection_errors(client: Any) -> tuple[type[Exception], type[Exception]]:
+    """``(ConnectionError, TimeoutError)`` of the package ``client`` comes from."""
+    package = type(client).__module__.split(".", 1)[0]
+    exceptions = importlib.import_module(f"{package}.exceptions")
+    return exceptions.ConnectionError, exceptions.TimeoutError
 
 
 def is_redis_client(obj: object) -> bool:

@@ -23,14 +23,15 @@ from .base import AttemptKey, Settlement, Storage, ThrottleCount
 from .clients import (
     client_errors,
     cluster_client,
+    connection_errors,
     direct_clients,
     health_report,
     is_flask_redis,
     is_redis_client,
     redis_client,
-    reply_errors,
     valkey_client,
 )
+from .wire import DirectWire, calls_payload, can_go_direct
 
 #: The Lua scripts shipped in ``storage/lua``.
 SCRIPTS = ("lockout", "ratelimit", "throttle", "token")
@@ -68,6 +69,7 @@ class RedisStorage(Storage):
         self._scripts: dict[str, Any] = {}
         self._connect_lock = threading.Lock()
         self._unavailable, self._other_errors = client_errors()
+        self._direct: tuple[Any, DirectWire | None] | None = None
 
     @classmethod
     def from_url(cls, uri: str, *, prefix: str = "lockout") -> RedisStorage:
@@ -164,38 +166,29 @@ class RedisStorage(Storage):
         self, client: Any, calls: Sequence[tuple[str, Sequence[str], Sequence[object]]]
     ) -> list[Any]:
         """EVALSHA every call in one write and read each reply (or the error
-        it answered). A plain ``redis.Redis`` or ``valkey.Valkey`` gets the
-        commands written straight to one of its pool's connections, without
-        the pipeline machinery: most of a decision's time was spent there."""
+        it answered). A plain ``redis.Redis`` or ``valkey.Valkey`` takes them
+        straight on a connection (see :mod:`.wire`)."""
         commands = [
             (self._script(name).sha, len(keys), *keys, *args)
             for name, keys, args in calls
         ]
-        if type(client) not in direct_clients():
+        wire = self._wire(client)
+        if wire is None:
             pipe = client.pipeline(transaction=False)
-            for command in commands:
-                pipe.evalsha(*command)
+            for parts in commands:
+                pipe.evalsha(*parts)
             return list(pipe.execute(raise_on_error=False))
-        pool = client.connection_pool
-        payload = b"".join(_resp(b"EVALSHA", *command) for command in commands)
-        try:
-            connection = pool.get_connection()
-        except TypeError:  # redis-py before 5.3 wants a command name
-            connection = pool.get_connection("EVALSHA")
-        try:
-            connection.send_packed_command([payload], check_health=False)
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(connection.read_response())
-                except reply_errors() as exc:  # an error reply: still in sync
-                    replies.append(exc)
-        except BaseException:
-            connection.disconnect()
-            raise
-        finally:
-            pool.release(connection)
-        return replies
+        return wire.call(calls_payload(commands), len(commands))
+
+    def _wire(self, client: Any) -> DirectWire | None:
+        """The direct path to ``client``'s server, None for other clients."""
+        if self._direct is None or self._direct[0] is not client:
+            pool = getattr(client, "connection_pool", None)
+            wire = None
+            if type(client) in direct_clients() and can_go_direct(pool):
+                wire = DirectWire(pool, connection_errors(client))
+            self._direct = (client, wire)
+        return self._direct[1]
 
     # -- login lockout ------------------------------------------------------
 
@@ -451,20 +444,6 @@ def _policy_args(policy: LockoutConfig) -> tuple[bytes, ...]:
         ",".join(str(_ms(s)) for s in schedule) if schedule else "",
     ]
     return tuple(str(value).encode() for value in values)
-
-
-def _resp(*parts: object) -> bytes:
-    """One command in the Redis protocol."""
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        if isinstance(part, str):
-            data = part.encode("utf-8", "surrogatepass")
-        elif isinstance(part, bytes):
-            data = part
-        else:
-            data = str(part).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 def _rate_limit_result(reply: Sequence[Any]) -> RateLimitResult:

@@ -1,0 +1,171 @@
+"""The direct path to Redis: its reply reader, and connections kept between
+decisions that stay correct when the server closes them or the process forks."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import redis
+
+from flask_lockout import LockoutConfig, RedisStorage, StorageUnavailable
+from flask_lockout.limits import as_limits
+from flask_lockout.storage.wire import (
+    DirectWire,
+    ErrorReply,
+    Incomplete,
+    PushReply,
+    command,
+    parse,
+)
+
+from .redis_proc import private_redis
+
+POLICY = LockoutConfig(max_failures=10**6)
+#: Decisions each process makes at once in the fork test.
+N = 1000
+
+REPLIES = [
+    (b":42\r\n", 42),
+    (b":-7\r\n", -7),
+    (b"$5\r\nhe\r\nl\r\n", b"he\r\nl"),
+    (b"$0\r\n\r\n", b""),
+    (b"$-1\r\n", None),
+    (b"*-1\r\n", None),
+    (b"_\r\n", None),
+    (b"#t\r\n", True),
+    (b"+OK\r\n", b"OK"),
+    (b"*3\r\n:1\r\n*2\r\n$1\r\na\r\n_\r\n$2\r\nbc\r\n", [1, [b"a", None], b"bc"]),
+    (b"~2\r\n:1\r\n:2\r\n", [1, 2]),
+]
+
+
+@pytest.mark.parametrize(("wire", "value"), REPLIES)
+def test_a_reply_is_read_whole_and_never_before_it_is_all_there(
+    wire: bytes, value: Any
+) -> None:
+    assert parse(wire, 0) == (value, len(wire))
+    for cut in range(len(wire)):
+        with pytest.raises(Incomplete):
+            parse(wire[:cut], 0)
+
+
+def test_errors_and_pushes_are_told_apart_from_answers() -> None:
+    error, _ = parse(b"-NOSCRIPT No matching script\r\n", 0)
+    assert isinstance(error, ErrorReply) and error.text.startswith("NOSCRIPT")
+    buffer = b">2\r\n$7\r\nmessage\r\n:1\r\n:5\r\n"
+    push, end = parse(buffer, 0)
+    assert isinstance(push, PushReply)
+    assert parse(buffer, end) == (5, len(buffer))
+    with pytest.raises(ValueError, match="unexpected"):
+        parse(b"%1\r\n:1\r\n:2\r\n", 0)
+
+
+def test_commands_are_written_in_the_redis_protocol() -> None:
+    assert command(b"EVALSHA", "é", 3) == (
+        b"*3\r\n$7\r\nEVALSHA\r\n$2\r\n\xc3\xa9\r\n$1\r\n3\r\n"
+    )
+
+
+class TrickleSocket:
+    """Hands a recorded answer back one byte per ``recv``."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+
+    def recv(self, size: int) -> bytes:
+        byte, self.answer = self.answer[:1], self.answer[1:]
+        return byte
+
+
+class TrickleConnection:
+    def __init__(self, answer: bytes) -> None:
+        self._sock = TrickleSocket(answer)
+        self.disconnected = False
+
+    def send_packed_command(self, command: object, check_health: bool) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+
+
+def test_replies_cut_anywhere_by_the_network_are_read_whole() -> None:
+    wire = DirectWire(None, (ConnectionError, TimeoutError))
+    answer = b"*2\r\n:1\r\n$3\r\nabc\r\n>1\r\n$4\r\ninfo\r\n:9\r\n"
+    connection = TrickleConnection(answer)
+    assert wire._exchange(connection, b"", 2) == ([[1, b"abc"], 9], True)
+
+
+def test_a_connection_closed_mid_reply_is_an_error() -> None:
+    wire = DirectWire(None, (ConnectionError, TimeoutError))
+    with pytest.raises(ConnectionError, match="closed"):
+        wire._exchange(TrickleConnection(b"*2\r\n:1\r\n"), b"", 1)
+
+
+@pytest.mark.redis
+def test_a_kept_connection_the_server_closed_costs_no_decision(
+    need_redis_server_binary: None,
+) -> None:
+    with private_redis() as server:
+        storage = RedisStorage.from_url(server.url)
+        assert storage.lockout_failure("k", POLICY).failures == 1
+        admin = redis.Redis.from_url(server.url)
+        # Every other client: as a restart or an idle timeout would.
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert storage.lockout_failure("k", POLICY).failures == 2
+        server.stop()
+        with pytest.raises(StorageUnavailable):
+            storage.lockout_failure("k", POLICY)
+        server.start()
+        assert storage.lockout_failure("k", POLICY).failures == 1
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_never_shares_its_parents_connection(
+    redis_server: str, redis_prefix: str
+) -> None:
+    storage = RedisStorage.from_url(redis_server, prefix=redis_prefix)
+    # The parent decides first, so that it keeps a connection across fork,
+    # as a preloading server's master would.
+    assert storage.lockout_failure("parent", POLICY).failures == 1
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its replies must be its own
+        os.write(ready_write, b"x")
+        try:
+            counts = [
+                storage.lockout_failure("child", POLICY).failures for _ in range(N)
+            ]
+            os._exit(0 if counts == list(range(1, N + 1)) else 1)
+        finally:
+            os._exit(2)  # never back into the test runner
+    os.read(ready_read, 1)  # both loop at once from here
+    counts = [storage.lockout_failure("parent", POLICY).failures for _ in range(N)]
+    _, status = os.waitpid(pid, 0)
+    assert counts == list(range(2, N + 2))
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("decode_responses", [False, True])
+def test_an_apps_own_client_in_either_protocol_and_decoding(
+    redis_server: str, redis_prefix: str, protocol: int, decode_responses: bool
+) -> None:
+    client = redis.Redis.from_url(
+        redis_server, protocol=protocol, decode_responses=decode_responses
+    )
+    storage = RedisStorage(client, prefix=redis_prefix)
+    assert [storage.lockout_failure("k", POLICY).failures for _ in range(3)] == [
+        1,
+        2,
+        3,
+    ]
+    assert storage.rate_limit_hit_many(["r"], as_limits("2/minute")).remaining == 1
+    assert storage.throttle_hit("t", 60).attempts == 1
+    storage.token_put("hash", "login:email:alice@example.com", 60)
+    assert storage.token_take("hash") == "login:email:alice@example.com"
+    assert storage.token_take("hash") is None
