@@ -345,8 +345,3 @@ def current_client_ip() -> str:
     if address is None:
         address = g._lockout_client_ip = get_client_ip()
     return str(address)
-
-
-def resolve_client_ip() -> None:
-    """Before-request hook: resolve the client address once per request."""
-    current_client_ip()

@@ -8,6 +8,7 @@ every key (counted as a failure at once) and leaves a :class:`Guard` in
 from __future__ import annotations
 
 import functools
+import inspect
 import secrets
 import weakref
 from collections.abc import Callable, Sequence
@@ -45,13 +46,18 @@ _GUARDED: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 def _guarded(view: F, before: Callable[[], None]) -> F:
     """Run ``before``, then the view (async views through ``ensure_sync``)."""
 
+    # Flask hands a sync view back unchanged: look only async ones up.
+    is_async = inspect.iscoroutinefunction(view)
+
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             before()
         except TooManyAttempts as refusal:
             return _refusal_response(refusal)
-        return current_app.ensure_sync(view)(*args, **kwargs)
+        if is_async:
+            return current_app.ensure_sync(view)(*args, **kwargs)
+        return view(*args, **kwargs)
 
     return cast(F, wrapper)
 

@@ -8,7 +8,6 @@ from typing import Any, TypeVar, cast
 from flask import Blueprint, Flask
 
 from . import decorators, outcome, signals
-from .client_ip import resolve_client_ip
 from .config import DEFAULTS, Settings
 from .errors import ConfigurationError, set_renderer
 from .keys import KeySpec
@@ -98,7 +97,6 @@ class Lockout:
         if settings.harden_app_static and app.static_url_path:
             stamp_under(app, app.static_url_path)
         set_renderer(render_refusal)
-        app.before_request(resolve_client_ip)
         app.after_request(add_rate_limit_headers)
         outcome.install(app)
         from .cli import cli

@@ -87,6 +87,16 @@ class ParsedSpec:
 
         :raises MissingKeyValue: when the field is missing or empty.
         """
+        # Stacked decorators read the same specs: fold and hash once a request.
+        reads: dict[tuple[ParsedSpec, str], list[KeyValue]] = g.setdefault(
+            "_lockout_reads", {}
+        )
+        found = reads.get((self, scope))
+        if found is None:
+            found = reads[self, scope] = self._values(scope)
+        return found
+
+    def _values(self, scope: str) -> list[KeyValue]:
         if self.source == "ip":
             return [KeyValue(self, logical_key(scope, "ip", client_ip_key()), "")]
         raw = self._read()
