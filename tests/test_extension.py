@@ -739,3 +739,24 @@ def test_cli_policy_simulates_the_engine() -> None:
     assert "as each lock ends: 10 per hour" in output
     assert "staying under the limit (4 per 900 s): 16 per hour, 384 per day" in output
     assert "on average at most 600 per hour" in output
+
+
+def test_stacked_decorators_read_a_callable_key_once_per_request() -> None:
+    app = Flask(__name__)
+    lockout = Lockout(app)
+    calls: list[str] = []
+
+    def account() -> str:
+        calls.append(request.path)
+        return request.form["email"]
+
+    @app.post("/login")
+    @lockout.throttled("100/minute", by=("ip", account))
+    @lockout.lockout_on_failure(by=("ip", account))
+    def login() -> tuple[str, int]:
+        return "no", 401
+
+    client = app.test_client()
+    assert client.post("/login", data={"email": "a@x"}).status_code == 401
+    assert client.post("/login", data={"email": "b@x"}).status_code == 401
+    assert calls == ["/login", "/login"]
