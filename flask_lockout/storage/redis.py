@@ -34,11 +34,28 @@ from .clients import (
 from .wire import DirectWire, calls_payload, can_go_direct
 
 #: The Lua scripts shipped in ``storage/lua``.
-SCRIPTS = ("lockout", "ratelimit", "throttle", "token")
+SCRIPTS = ("lockout", "ratelimit", "guard", "throttle", "token")
 
 
 def _load_script(name: str) -> str:
+    if name == "guard":
+        # One script can't call another: the two bodies become functions.
+        return "\n".join(
+            [
+                _as_function("rate_limit", _read_script("ratelimit")),
+                _as_function("lockout", _read_script("lockout")),
+                _read_script("guard"),
+            ]
+        )
+    return _read_script(name)
+
+
+def _read_script(name: str) -> str:
     return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+def _as_function(name: str, body: str) -> str:
+    return f"local function {name}(KEYS, ARGV)\n{body}\nend"
 
 
 def _glob_escape(text: str) -> str:
@@ -353,25 +370,25 @@ class RedisStorage(Storage):
             if not result.allowed:
                 return result, []
             return result, self.lockout_reserve_all(attempts, policy, token, ttl)
-        lockout = self._lockout_calls(
+        _, rate_keys, rate_args = self._rate_limit_call(limit_keys, limits)
+        [(_, lockout_keys, lockout_args)] = self._lockout_calls(
             "reserve", attempts, policy, token, max(1, _ms(ttl))
         )
-        first, *batches = self._run_many(
-            [self._rate_limit_call(limit_keys, limits), *lockout]
+        [reply] = self._run_many(
+            [
+                (
+                    "guard",
+                    [*rate_keys, *lockout_keys],
+                    [len(rate_keys), len(rate_args), *rate_args, *lockout_args],
+                )
+            ]
         )
-        replies = [reply for batch in batches for reply in batch]
-        result = _rate_limit_result(first)
-        reservations = [Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in replies]
-        if result.allowed:
-            return result, reservations
-        counted = [
-            Settlement(a.key, Outcome.RELEASE)
-            for a, r in zip(attempts, reservations, strict=True)
-            if r.granted
+        result = _rate_limit_result(reply[0])
+        if not result.allowed:  # nothing was reserved
+            return result, []
+        return result, [
+            Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in reply[1]
         ]
-        if counted:  # a refusal already known costs nothing: it is cached
-            self.lockout_settle_all(counted, policy, token)
-        return result, []
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         if key is None:

@@ -1,0 +1,22 @@
+-- A rate limit and a lockout reservation in one call, for stacked
+-- @throttled and @lockout_on_failure: the bodies of ratelimit.lua and
+-- lockout.lua are pasted in below as the functions rate_limit and lockout
+-- (see flask_lockout.storage.redis), each seeing its own KEYS and ARGV.
+-- KEYS: the rate limit's keys, then the lockout's.
+-- ARGV: number of rate-limit keys, number of rate-limit args, the rate
+-- limit's args, then the lockout's.
+-- Returns {rate limit reply} on a refusal (nothing is reserved), else
+-- {rate limit reply, lockout replies}.
+local limit_keys, limit_argc = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rk, ra, lk, la = {}, {}, {}, {}
+for i = 1, #KEYS do
+  if i <= limit_keys then rk[#rk + 1] = KEYS[i] else lk[#lk + 1] = KEYS[i] end
+end
+for i = 3, #ARGV do
+  if i - 2 <= limit_argc then ra[#ra + 1] = ARGV[i] else la[#la + 1] = ARGV[i] end
+end
+local limit = rate_limit(rk, ra)
+if limit[1] == 0 then return {limit} end
+local replies = lockout(lk, la)
+if replies.err then return replies end
+return {limit, replies}
