@@ -110,6 +110,41 @@ def test_several_keys_reserve_and_settle_in_one_round_trip_each(
     assert sent[0] == 1
 
 
+def test_failed_attempts_leave_no_growing_trail(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    # A wrong password is never settled (the reservation counted it), so an
+    # address guessing all day must not grow its pending record for ever.
+    storage = RedisStorage(redis_client, prefix=redis_prefix)
+    policy = LockoutConfig(max_failures=10**6)
+    attacker = AttemptKey("login:ip:203.0.113.7")
+    for i in range(500):
+        storage.lockout_reserve_all([attacker], policy, f"guess{i}", 30)
+    pending = storage.storage_key(attacker.key, "res")
+    assert redis_client.hlen(pending) == 16
+    assert (redis_client.memory_usage(pending) or 0) < 4096
+    assert storage.lockout_status(attacker.key, policy).failures == 500
+
+
+def test_an_attempt_in_flight_is_given_back_after_many_others(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    storage = RedisStorage(redis_client, prefix=redis_prefix)
+    policy = LockoutConfig(max_failures=10**6)
+    key = AttemptKey("login:email:a@x", "typed")
+    for others in (15, 16):
+        storage.lockout_reset(key.key)
+        storage.lockout_reserve_all([key], policy, "mine", 30)
+        for i in range(others):
+            storage.lockout_reserve_all([key], policy, f"other{i}", 30)
+        release = [Settlement(key.key, Outcome.RELEASE, key.spelling)]
+        storage.lockout_settle_all(release, policy, "mine")
+        # Given back after 15 later attempts; past the ring of 16 it is
+        # forgotten and stays counted.
+        expected = others if others == 15 else others + 1
+        assert storage.lockout_status(key.key, policy).failures == expected
+
+
 def test_batches_survive_a_script_cache_flush(need_redis_server_binary: None) -> None:
     with private_redis() as server:
         storage = storage_from_uri(server.url)

@@ -5,7 +5,12 @@
 --     lu locked until, lf last failure, t failures since clean, g until when
 --     the no-verdict give-back is used up (times in ms), and s:<spelling>
 --     failures per typed spelling;
---   pending attempts: token -> "expires spelling <before> <after>".
+--   pending attempts: a ring of PENDING_SLOTS fields r0, r1, ... holding
+--     "token seq expires spelling <before> <after>", the state's ps field
+--     counting where the next goes. A failed attempt is never settled, so
+--     without the ring an attack would grow this hash by one field per
+--     request; past the ring the oldest is forgotten and that attempt simply
+--     stays counted.
 -- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
 --       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
 --       max_spellings, then one spelling per pair ("" for none).
@@ -27,11 +32,14 @@ local token = ARGV[9]
 local ttl_ms = tonumber(ARGV[10])
 local max_spellings = tonumber(ARGV[11])
 
+local PENDING_SLOTS = 16
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local function decide(state_key, pending_key, spelling)
-  local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g')
+  local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g',
+    'ps')
   local f = tonumber(h[1]) or 0
   local ws = tonumber(h[2]) or 0
   local n = tonumber(h[3]) or 0
@@ -39,6 +47,7 @@ local function decide(state_key, pending_key, spelling)
   local lf = tonumber(h[5]) or 0
   local total = tonumber(h[6]) or 0
   local g = tonumber(h[7]) or 0
+  local ps = tonumber(h[8]) or 0
   if g <= now then g = 0 end
 
   local function state_expires()
@@ -94,7 +103,7 @@ local function decide(state_key, pending_key, spelling)
       return
     end
     redis.call('HSET', state_key, 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
-      't', total, 'g', g)
+      't', total, 'g', g, 'ps', ps)
     -- The key keeps its TTL when its expiry did not move.
     if expires ~= had_expiry then
       redis.call('PEXPIREAT', state_key, expires)
@@ -108,7 +117,7 @@ local function decide(state_key, pending_key, spelling)
     local field = 's:' .. name
     local value = redis.call('HINCRBY', state_key, field, count)
     if value == count and (count < 0
-        or redis.call('HLEN', state_key) - 7 > max_spellings) then
+        or redis.call('HLEN', state_key) - 8 > max_spellings) then
       redis.call('HDEL', state_key, field)
       field = 's:~'
       value = redis.call('HINCRBY', state_key, field, count)
@@ -138,9 +147,19 @@ local function decide(state_key, pending_key, spelling)
   -- Give a pending attempt back: exactly, when nothing came after it; else one
   -- failure, unless a lock came since (then it stays counted).
   local function release(once)
-    local raw = redis.call('HGET', pending_key, token)
+    -- The token's latest record (a token reserved again replaces its own).
+    local raw, latest, mine = nil, -1, {}
+    local ring = redis.call('HGETALL', pending_key)
+    local mark = token .. ' '
+    for i = 2, #ring, 2 do
+      if string.sub(ring[i], 1, #mark) == mark then
+        local seq, record = string.match(ring[i], '^%S+ (%S+) (.*)$')
+        if tonumber(seq) > latest then raw, latest = record, tonumber(seq) end
+        mine[#mine + 1] = ring[i - 1]
+      end
+    end
     if not raw then return end
-    redis.call('HDEL', pending_key, token)
+    redis.call('HDEL', pending_key, unpack(mine))
     local p = {}
     for word in string.gmatch(raw, '%S+') do p[#p + 1] = word end
     if tonumber(p[1]) <= now then return end
@@ -176,11 +195,13 @@ local function decide(state_key, pending_key, spelling)
     if lu > now then return {0, 1, retry_after()} end
     local before = snapshot()
     count_failure()
+    local seq = ps
+    ps = ps + 1
     save()
     local name = spelling
     if name == '' then name = '-' end
-    redis.call('HSET', pending_key, token,
-      (now + ttl_ms) .. ' ' .. name .. ' ' .. before .. ' ' .. snapshot())
+    redis.call('HSET', pending_key, 'r' .. (seq % PENDING_SLOTS),
+      table.concat({token, seq, now + ttl_ms, name, before, snapshot()}, ' '))
     redis.call('PEXPIRE', pending_key, ttl_ms)
     local r = reply()
     return {1, r[1], r[2]}
