@@ -169,3 +169,35 @@ def test_an_apps_own_client_in_either_protocol_and_decoding(
     storage.token_put("hash", "login:email:alice@example.com", 60)
     assert storage.token_take("hash") == "login:email:alice@example.com"
     assert storage.token_take("hash") is None
+
+
+def test_an_error_about_the_server_drops_the_connection() -> None:
+    released: list[object] = []
+    pool = type("Pool", (), {"release": lambda self, c: released.append(c)})()
+    wire = DirectWire(pool, (ConnectionError, TimeoutError))
+    wire._take = lambda: connection  # type: ignore[method-assign]
+    # After a failover the old master answers READONLY: never keep talking to it.
+    connection = TrickleConnection(b"-READONLY You can't write against a replica.\r\n")
+    connection._parser = type("P", (), {"parse_error": lambda self, t: ValueError(t)})()
+    [error] = wire.call(b"", 1)
+    assert isinstance(error, ValueError) and connection.disconnected
+    assert released == [connection] and wire._kept == []
+    # A script missing from the cache is routine: the connection is kept.
+    connection = TrickleConnection(b"-NOSCRIPT No matching script.\r\n")
+    connection._parser = type("P", (), {"parse_error": lambda self, t: ValueError(t)})()
+    wire.call(b"", 1)
+    assert not connection.disconnected and wire._kept == [connection]
+
+
+@pytest.mark.redis
+def test_a_blocking_pool_keeps_the_clients_own_path(
+    redis_server: str, redis_prefix: str
+) -> None:
+    pool = redis.BlockingConnectionPool.from_url(redis_server, max_connections=2)
+    storage = RedisStorage(redis.Redis(connection_pool=pool), prefix=redis_prefix)
+    assert [storage.lockout_failure("k", POLICY).failures for _ in range(3)] == [
+        1,
+        2,
+        3,
+    ]
+    assert storage._wire(storage.client) is None

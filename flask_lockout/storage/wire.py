@@ -117,9 +117,9 @@ class DirectWire:
             connection.disconnect()  # out of step: never reused as it is
             self.pool.release(connection)
             raise
-        if pushed:
-            # The server has something to say to the client (a maintenance
-            # notice): let the pool's own handling see this connection again.
+        if pushed or any(_server_state(reply) for reply in replies):
+            # A maintenance notice, or a server that is no master now (a
+            # failover): the next decision starts from a fresh connection.
             connection.disconnect()
             self.pool.release(connection)
         else:
@@ -201,10 +201,20 @@ def _idle_and_open(connection: Any) -> bool:
     return not poller.poll(0)
 
 
+def _server_state(reply: Any) -> bool:
+    """An error reply about the server rather than the call (READONLY,
+    LOADING, MASTERDOWN, ...); a script missing from its cache is routine."""
+    return isinstance(reply, ErrorReply) and not reply.text.startswith("NOSCRIPT")
+
+
 def can_go_direct(pool: Any) -> bool:
-    """True for a pool whose connections nothing else reads behind our back:
-    no client-side cache, which subscribes to invalidations."""
-    return getattr(pool, "cache", None) is None
+    """True for a client's plain connection pool without client-side caching
+    (which reads invalidations behind our back). Sentinel pools find their
+    master per connection and blocking pools ration them: those keep the
+    client's own path."""
+    return (
+        type(pool).__name__ == "ConnectionPool" and getattr(pool, "cache", None) is None
+    )
 
 
 def calls_payload(commands: Sequence[tuple[object, ...]]) -> bytes:
