@@ -94,22 +94,26 @@ def render_refusal(error: HTTPException, environ: Any) -> Response | None:
     # WSGI app against a freshly built environ, which doubles a refusal's cost.
     response_class = current_app.response_class if has_app_context() else Response
     if has_request_context():
-        request: Request = flask_request  # already parsed: no second Request
+        # Already parsed: no second Request, and no proxy lookups below.
+        request: Request = flask_request._get_current_object()  # type: ignore[attr-defined]
     else:
         request = environ if isinstance(environ, Request) else Request(environ)
     retry_after = getattr(error, "retry_after_seconds", None)
     message = _message(error, retry_after)
     code = error.code or 500
-    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
     if wants_json(request):
-        headers["Content-Type"] = "application/json"
-        return response_class(_json_body(message, retry_after), code, headers)
-    back_url = request.path if request.method != "GET" else "/"
-    page = _app_page(code, message, retry_after, back_url)
-    if page is None:
-        page = _page(_TITLES.get(code, error.name), message, back_url)
-    headers["Content-Type"] = "text/html; charset=utf-8"
-    return response_class(page, code, headers)
+        response = response_class(
+            _json_body(message, retry_after), code, mimetype="application/json"
+        )
+    else:
+        back_url = request.path if request.method != "GET" else "/"
+        page = _app_page(code, message, retry_after, back_url)
+        if page is None:
+            page = _page(_TITLES.get(code, error.name), message, back_url)
+        response = response_class(page, code, mimetype="text/html")
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 # A flood meets the same few answers again and again: build each once.
