@@ -21,9 +21,9 @@ run in interleaved rounds; medians over rounds of the round medians:
     commandstats' microseconds per script call over the rounds (any other
     client's scripts on the same Redis are in that average) times the
     script calls of one request;
-  - client overhead: storage calls - the raw round trip (redis-py and the
-    store's own code: connection checkout, argument packing, reply
-    parsing, the pipeline).
+  - client overhead: storage calls - the raw round trip (the store's own
+    code: argument packing, the reply reader, connection reuse; on code
+    from before e1ecc52, redis-py's pool checkout, pipeline and parser).
 
 Then cProfile over --profile-requests guarded requests: the exclusive time
 grouped by where the code lives, and the top functions by cumulative time.
