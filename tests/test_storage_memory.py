@@ -129,6 +129,27 @@ def test_a_flood_never_resets_a_failure_count(clock: FakeClock) -> None:
     assert guesses == 1
 
 
+def test_a_reset_clears_one_key_of_one_kind(clock: FakeClock) -> None:
+    storage = MemoryStorage(clock=clock)
+    limits = SlidingWindowStore(storage)
+    # Keys that share a tail or a head with "a", and every kind under "a".
+    keys = ("a", "x:a", "a:x")
+    for key in keys:
+        storage.lockout_failure(key, POLICY)
+        storage.throttle_hit(key, 60)
+        for limit in ("1/min", "1/hour"):
+            limits.hit(key, limit)
+    limits.reset("a")
+    storage.lockout_reset("x:a")
+    storage.throttle_reset("a:x")
+    assert limits.hit("a", "1/min").allowed and limits.hit("a", "1/hour").allowed
+    assert not limits.hit("x:a", "1/min").allowed
+    assert not limits.hit("a:x", "1/hour").allowed
+    assert [storage.lockout_status(k, POLICY).failures for k in keys] == [1, 0, 1]
+    assert [storage.throttle_status(k).attempts for k in keys] == [1, 1, 0]
+    assert sorted(storage.lockout_keys()) == ["a", "a:x"]
+
+
 def test_memory_store_is_thread_safe(clock: FakeClock) -> None:
     import threading
 
@@ -197,3 +218,16 @@ def test_as_storage_accepts_stores_uris_and_clients() -> None:
 def test_max_keys_must_be_positive(bad: object) -> None:
     with pytest.raises(ValueError, match="max_keys"):
         MemoryStorage(max_keys=bad)  # type: ignore[arg-type]
+
+
+def test_a_lone_failure_is_held_small_and_comes_back_whole(clock: FakeClock) -> None:
+    from flask_lockout.policy import LockRecord
+    from flask_lockout.storage.memory import _compact, _Counter, _expand
+
+    record = LockRecord()
+    record.failures, record.total = 1, 1
+    record.window_start = record.last_failure = 100.0
+    record.expires_at = 1000.0
+    small = _compact(record)
+    assert isinstance(small, _Counter)
+    assert _expand(small) == record

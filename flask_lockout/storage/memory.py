@@ -19,7 +19,7 @@ from ..policy import (
     Pending,
     Reservation,
 )
-from .base import AttemptKey, Settlement, Storage, ThrottleCount
+from .base import AttemptKey, Settlement, Storage, ThrottleCount, key_part
 
 logger = logging.getLogger("flask_lockout")
 
@@ -32,7 +32,8 @@ OVERFLOW = "~overflow"
 
 
 class _Counter:
-    """A throttle counter, a token or a rate-limit window, with its expiry."""
+    """A throttle counter, a token, a rate-limit window or a lockout key's
+    lone failure (its time), with its expiry."""
 
     __slots__ = ("value", "expires_at")
 
@@ -51,6 +52,51 @@ MAX_PENDING = 10_000
 SWEEP_INTERVAL = 1.0
 
 _Stored = LockRecord | _Counter
+
+#: Internal keys are ``<tag>{<identifier>``, shorter than ``storage_key``'s
+#: layout: a flood fills the store with them. ``key_part`` leaves no brace in
+#: an identifier, so the one ``{`` parts the tag from it.
+_LOCK = "l{"
+_THROTTLE = "t{"
+_TOKEN = "k{"
+_RATE = "r"
+
+
+def _key(tag: str, identifier: str) -> str:
+    return tag + key_part(identifier)
+
+
+def _rate_tag(limit: Limit) -> str:
+    return f"{_RATE}{limit.count}/{limit.period_seconds}{{"
+
+
+def _compact(record: LockRecord) -> _Stored:
+    """``record``, or for a lone failure (what a flood of fresh keys leaves)
+    just its time, in under half the bytes; :func:`_expand` restores it."""
+    if (
+        record.failures == 1
+        and record.total == 1
+        and not record.lock_number
+        and record.locked_until == 0.0
+        and record.last_failure == record.window_start
+        and not record.spellings
+        and record.given_back_until == 0.0
+    ):
+        return _Counter(record.window_start, record.expires_at)
+    return record
+
+
+def _expand(stored: _Stored | None) -> LockRecord:
+    if isinstance(stored, LockRecord):
+        return stored
+    if stored is None:
+        return LockRecord()
+    at = stored.value
+    assert isinstance(at, int | float)
+    # Positional: twice as fast as keywords. failures, window_start,
+    # lock_number, locked_until, last_failure, total, spellings,
+    # given_back_until, expires_at.
+    return LockRecord(1, at, 0, 0.0, at, 1, None, 0.0, stored.expires_at)
 
 
 class MemoryStorage(Storage):
@@ -91,10 +137,13 @@ class MemoryStorage(Storage):
         self.max_keys = max_keys
         self.prefix = prefix
         self._lock = threading.Lock()
-        self._entries: dict[str, _Stored] = {}
+        #: Lockout state and tokens: never evicted while they live. Kept
+        #: apart from the counters, whose churn would keep regrowing its table.
+        self._held: dict[str, _Stored] = {}
         #: Rate-limit windows and throttle counters, least recently used first:
-        #: the only keys evicted while they live.
-        self._plain: OrderedDict[str, None] = OrderedDict()
+        #: the only keys evicted while they live. Holding the values too, a
+        #: counter costs one table entry rather than two.
+        self._plain: OrderedDict[str, _Counter] = OrderedDict()
         self._next_sweep = -math.inf
         #: (storage key, token) -> (expires, what giving the attempt back needs)
         self._pending: OrderedDict[tuple[str, str], tuple[float, Pending]] = (
@@ -104,25 +153,32 @@ class MemoryStorage(Storage):
         self.overflowed = False
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._held) + len(self._plain)
 
     # -- bounded key space --------------------------------------------------
 
-    def _get(self, key: str, now: float) -> _Stored | None:
-        stored = self._entries.get(key)
+    def _get_held(self, key: str, now: float) -> _Stored | None:
+        stored = self._held.get(key)
+        if stored is not None and stored.expires_at <= now:
+            del self._held[key]
+            return None
+        return stored
+
+    def _get_plain(self, key: str, now: float) -> _Counter | None:
+        stored = self._plain.get(key)
         if stored is None:
             return None
         if stored.expires_at <= now:
-            self._drop(key)
+            del self._plain[key]
             return None
-        if key in self._plain:
-            self._plain.move_to_end(key)
+        self._plain.move_to_end(key)
         return stored
 
-    def _slot(self, skey: str, kind: str, now: float) -> str:
-        """``skey`` if it exists or room can be made for it, else the shared
-        overflow key of its kind."""
-        if skey in self._entries or self._make_room(now):
+    def _slot(self, tag: str, identifier: str, plain: bool, now: float) -> str:
+        """The key of ``identifier`` if it exists or room can be made for it,
+        else the shared overflow key of its kind."""
+        skey = _key(tag, identifier)
+        if skey in (self._plain if plain else self._held) or self._make_room(now):
             return skey
         if not self.overflowed:
             self.overflowed = True
@@ -132,44 +188,41 @@ class MemoryStorage(Storage):
                 " LOCKOUT_MEMORY_MAX_KEYS or use Redis.",
                 self.max_keys,
             )
-        return self.storage_key(OVERFLOW, kind)
+        return _key(tag, OVERFLOW)
 
     def _make_room(self, now: float) -> bool:
-        if len(self._entries) < self.max_keys:
+        if len(self) < self.max_keys:
             return True
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
-            for key in [k for k, v in self._entries.items() if v.expires_at <= now]:
-                self._drop(key)
-        while len(self._entries) >= self.max_keys and self._plain:
-            # The least recently used counter or window.
-            self._entries.pop(self._plain.popitem(last=False)[0], None)
-        return len(self._entries) < self.max_keys
+            table: dict[str, _Stored] | OrderedDict[str, _Counter]
+            for table in (self._held, self._plain):
+                for key in [k for k, v in table.items() if v.expires_at <= now]:
+                    del table[key]
+        while len(self) >= self.max_keys and self._plain:
+            self._plain.popitem(last=False)  # the least recently used
+        return len(self) < self.max_keys
 
-    def _put(self, key: str, stored: _Stored, plain: bool, now: float) -> None:
+    def _put_held(self, key: str, stored: _Stored, now: float) -> None:
         if stored.expires_at <= now:
-            self._drop(key)
-            return
-        self._entries[key] = stored
-        if plain:
-            self._plain[key] = None
-            self._plain.move_to_end(key)
+            self._held.pop(key, None)
         else:
-            self._plain.pop(key, None)
+            self._held[key] = stored
 
-    def _drop(self, key: str) -> None:
-        self._entries.pop(key, None)
-        self._plain.pop(key, None)
+    def _put_plain(self, key: str, stored: _Counter, now: float) -> None:
+        if stored.expires_at <= now:
+            self._plain.pop(key, None)
+        else:
+            self._plain[key] = stored
+            self._plain.move_to_end(key)
 
     # -- login lockout ------------------------------------------------------
 
     def _record(
         self, key: str, policy: LockoutConfig, now: float
     ) -> tuple[str, LockRecord]:
-        skey = self._slot(self.storage_key(key, "lock"), "lock", now)
-        record = self._get(skey, now)
-        if not isinstance(record, LockRecord):
-            record = LockRecord()
+        skey = self._slot(_LOCK, key, False, now)
+        record = _expand(self._get_held(skey, now))
         record.refresh(policy, now)
         return skey, record
 
@@ -177,7 +230,7 @@ class MemoryStorage(Storage):
         self, skey: str, record: LockRecord, policy: LockoutConfig, now: float
     ) -> None:
         record.expires_at = record.lasts_until(policy) if record.protected() else now
-        self._put(skey, record, False, now)
+        self._put_held(skey, _compact(record), now)
 
     def lockout_reserve_all(
         self,
@@ -223,7 +276,7 @@ class MemoryStorage(Storage):
                 if outcome is Outcome.FAILURE:
                     continue
                 if outcome is Outcome.CLEAR:
-                    self._drop(self.storage_key(key, "lock"))
+                    self._held.pop(_key(_LOCK, key), None)
                     continue
                 skey, record = self._record(key, policy, now)
                 found = self._pending.pop((skey, token), None)
@@ -247,18 +300,19 @@ class MemoryStorage(Storage):
     def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
         with self._lock:
             now = self.clock()
-            record = self._entries.get(self.storage_key(key, "lock"))
-            if record is None and self.overflowed:
-                record = self._entries.get(self.storage_key(OVERFLOW, "lock"))
-            if not isinstance(record, LockRecord) or record.expires_at <= now:
+            stored = self._held.get(_key(_LOCK, key))
+            if stored is None and self.overflowed:
+                stored = self._held.get(_key(_LOCK, OVERFLOW))
+            if stored is None or stored.expires_at <= now:
                 return LockState(False, 0)
+            record = _expand(stored)
             if now >= record.state_expires(policy):
                 return LockState(False, 0)
             return record.state(now)
 
     def lockout_reset(self, key: str) -> None:
         with self._lock:
-            self._drop(self.storage_key(key, "lock"))
+            self._held.pop(_key(_LOCK, key), None)
 
     def lockout_unlock(self, key: str, policy: LockoutConfig) -> None:
         with self._lock:
@@ -269,17 +323,17 @@ class MemoryStorage(Storage):
 
     def lockout_keys(self) -> Iterator[str]:
         with self._lock:
-            found = [k for k in self._entries if k.endswith("}:lock")]
+            found = [k for k in self._held if k.startswith(_LOCK)]
         for skey in found:
-            yield self.identifier_of(skey)
+            yield skey[len(_LOCK) :]
 
     # -- fixed-window throttle ----------------------------------------------
 
     def throttle_status(self, key: str) -> ThrottleCount:
         with self._lock:
             now = self.clock()
-            counter = self._entries.get(self.storage_key(key, "throttle"))
-            if not isinstance(counter, _Counter) or counter.expires_at <= now:
+            counter = self._plain.get(_key(_THROTTLE, key))
+            if counter is None or counter.expires_at <= now:
                 return ThrottleCount(0, 0.0)
             assert isinstance(counter.value, int)
             return ThrottleCount(counter.value, counter.expires_at - now)
@@ -287,18 +341,18 @@ class MemoryStorage(Storage):
     def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
         with self._lock:
             now = self.clock()
-            skey = self._slot(self.storage_key(key, "throttle"), "throttle", now)
-            counter = self._get(skey, now)
-            count = counter.value if isinstance(counter, _Counter) else None
-            if not isinstance(counter, _Counter) or not isinstance(count, int):
+            skey = self._slot(_THROTTLE, key, True, now)
+            counter = self._get_plain(skey, now)
+            count = counter.value if counter is not None else None
+            if counter is None or not isinstance(count, int):
                 counter, count = _Counter(0, now + window_seconds), 0
             counter.value = count + 1
-            self._put(skey, counter, True, now)
+            self._put_plain(skey, counter, now)
             return ThrottleCount(count + 1, counter.expires_at - now)
 
     def throttle_reset(self, key: str) -> None:
         with self._lock:
-            self._drop(self.storage_key(key, "throttle"))
+            self._plain.pop(_key(_THROTTLE, key), None)
 
     # -- sliding-window rate limit ------------------------------------------
 
@@ -310,13 +364,12 @@ class MemoryStorage(Storage):
             now = self.clock()
             windows = []
             for key, limit in ((k, lim) for k in keys for lim in limits):
-                kind = f"rl:{limit.count}/{limit.period_seconds}"
-                skey = self._slot(self.storage_key(key, kind), kind, now)
+                skey = self._slot(_rate_tag(limit), key, True, now)
                 period = limit.period_seconds
                 index = math.floor(now / period)
-                stored = self._get(skey, now)
+                stored = self._get_plain(skey, now)
                 current = previous = 0
-                if isinstance(stored, _Counter) and isinstance(stored.value, tuple):
+                if stored is not None and isinstance(stored.value, tuple):
                     stored_index, stored_current, stored_previous = stored.value
                     if stored_index == index:
                         current, previous = stored_current, stored_previous
@@ -332,38 +385,39 @@ class MemoryStorage(Storage):
                 ):
                     expires_at = (index + 2) * limit.period_seconds
                     window = _Counter((index, current + 1, previous), expires_at)
-                    self._put(skey, window, True, now)
+                    self._put_plain(skey, window, now)
             return result
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         with self._lock:
-            if key is None:
-                marker = "}:rl:"
-                doomed = [k for k in self._entries if marker in k]
-            else:
-                head = self.storage_key(key, "rl:")
-                doomed = [k for k in self._entries if k.startswith(head)]
+            doomed = [k for k in self._plain if k.startswith(_RATE)]
+            if key is not None:
+                # Any limit's window: the identifier follows the only brace.
+                tail = _key("{", key)
+                doomed = [k for k in doomed if k.endswith(tail)]
             for skey in doomed:
-                self._drop(skey)
+                del self._plain[skey]
 
     # -- single-use tokens --------------------------------------------------
 
     def token_put(self, token_hash: str, subject: str, ttl: float) -> None:
         with self._lock:
             now = self.clock()
-            skey = self.storage_key(token_hash, "token")
-            if skey not in self._entries and not self._make_room(now):
+            skey = _key(_TOKEN, token_hash)
+            if skey not in self._held and not self._make_room(now):
                 raise StorageError("The memory store is full: no room for a token.")
             # A pending token must not be evicted before its TTL: protected.
-            self._put(skey, _Counter(subject, now + ttl), False, now)
+            self._put_held(skey, _Counter(subject, now + ttl), now)
 
     def token_take(self, token_hash: str) -> str | None:
         with self._lock:
             now = self.clock()
-            skey = self.storage_key(token_hash, "token")
-            token = self._get(skey, now)
-            self._drop(skey)
-            if isinstance(token, _Counter) and isinstance(token.value, str):
+            token = self._held.pop(_key(_TOKEN, token_hash), None)
+            if (
+                isinstance(token, _Counter)
+                and token.expires_at > now
+                and isinstance(token.value, str)
+            ):
                 return token.value
             return None
 
@@ -371,7 +425,7 @@ class MemoryStorage(Storage):
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._held.clear()
             self._plain.clear()
             self._pending.clear()
             self.overflowed = False
@@ -382,7 +436,7 @@ class MemoryStorage(Storage):
     def describe(self, deep: bool = False) -> dict[str, object]:
         return {
             "backend": "memory (this process only)",
-            "keys": len(self._entries),
+            "keys": len(self),
             "max_keys": self.max_keys,
             "overflowed": self.overflowed,
         }
