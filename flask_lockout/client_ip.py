@@ -21,10 +21,11 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 
-from flask import Request, current_app, g, has_app_context
+from flask import Request, current_app, has_app_context
 from flask import request as current_request
 
 from .config import Network
+from .request_state import request_state
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -341,7 +342,8 @@ def ip_key(address: str, ipv6_prefix: int) -> str:
 
 def current_client_ip() -> str:
     """The current request's client address, resolved once per request."""
-    address = g.get("_lockout_client_ip")
+    state = request_state()
+    address = state.get("client_ip")
     if address is None:
-        address = g._lockout_client_ip = get_client_ip()
+        address = state["client_ip"] = get_client_ip()
     return str(address)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from flask import current_app, g, request
+from flask import current_app, request
 from werkzeug.wrappers import Response
 
 from . import signals
@@ -32,6 +32,7 @@ from .keys import (
 )
 from .limits import Limit, RateLimitResult, as_limits
 from .policy import DEFAULT_RESERVATION_SECONDS, Outcome, Reservation
+from .request_state import request_state
 from .state import AppState, current_state, send
 from .storage.base import AttemptKey, Settlement
 
@@ -51,27 +52,12 @@ def _guarded(view: F, before: Callable[[], None]) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            before()
-        except TooManyAttempts as refusal:
-            return _refusal_response(refusal)
+        before()
         if is_async:
             return current_app.ensure_sync(view)(*args, **kwargs)
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
-
-
-def _refusal_response(refusal: TooManyAttempts) -> Any:
-    """What Flask makes of a raised 429: the app's handler for it (or a
-    re-raise when it traps HTTP exceptions), else our response. Done here,
-    because an unhandled exception reaches Flask as a WSGI app to run, which
-    costs a flood as much as the rest of the request."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    handled = app.handle_user_exception(refusal)
-    if handled is refusal:
-        return refusal.get_response(request.environ)
-    return handled
 
 
 def throttled(
@@ -108,7 +94,7 @@ def throttled(
         if deferred:
             # The lockout guard right below reads the keys, its own addresses
             # first, and sends both in one round trip.
-            g._lockout_pending_limit = deferred_limit
+            request_state()["pending_limit"] = deferred_limit
             return
         keys = deferred_limit.keys(state)
         # Every key must pass; when one refuses, none is counted.
@@ -155,7 +141,7 @@ def check_rate_limit(
     state: AppState, keys: Sequence[str], limits: Sequence[Limit], result: Any
 ) -> None:
     """Keep ``result`` for the headers; on a refusal remember it and raise."""
-    g._lockout_rate_limit = result
+    request_state()["rate_limit"] = result
     if result.allowed:
         return
     refusing = keys[result.window // len(limits)]
@@ -228,7 +214,7 @@ def lockout_on_failure(
             return
         guard = reserve(state, current_scope(scope), specs)
         guard.success, guard.failure = success, failure
-        g.setdefault("_lockout_guards", []).append(guard)
+        request_state().setdefault("guards", []).append(guard)
 
     def decorator(view: F) -> F:
         wrapper = _guarded(view, before)
@@ -247,7 +233,7 @@ def _addresses_first(specs: tuple[ParsedSpec, ...]) -> tuple[ParsedSpec, ...]:
 def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     """Reserve one attempt on every key of the request, or raise the 429."""
     # Taken first: a request refused from the cache below costs nothing.
-    pending: DeferredLimit | None = g.pop("_lockout_pending_limit", None)
+    pending: DeferredLimit | None = request_state().pop("pending_limit", None)
     if pending is not None:
         pending.keys(state, addresses_only=True)
     if not (state.device_cookies and COOKIE_NAME in request.cookies):
@@ -318,7 +304,7 @@ def _refuse_if_cached(state: AppState, key: str, pending: DeferredLimit | None) 
         return
     if pending is not None:  # a refused request: no quota left to show
         limit = pending.limits[0].count
-        g._lockout_rate_limit = RateLimitResult(False, 0, cached, limit, cached)
+        request_state()["rate_limit"] = RateLimitResult(False, 0, cached, limit, cached)
     send(signals.locked_out, key, retry_after=cached)
     state.decided("locked")
     raise TooManyAttempts(cached)

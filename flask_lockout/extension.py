@@ -9,12 +9,12 @@ from flask import Blueprint, Flask
 
 from . import decorators, outcome, signals
 from .config import DEFAULTS, Settings
-from .errors import ConfigurationError, set_renderer
+from .errors import ConfigurationError, TooManyAttempts, set_renderer
 from .keys import KeySpec
 from .limits import Limit
 from .metrics import Metrics
 from .policy import LockState, Outcome
-from .responses import add_rate_limit_headers, render_refusal
+from .responses import add_rate_limit_headers, answer_refusal, render_refusal
 from .state import AppState, current_state, send
 from .static import stamp_under
 from .static import static_blueprint as _static_blueprint
@@ -98,6 +98,7 @@ class Lockout:
             stamp_under(app, app.static_url_path)
         set_renderer(render_refusal)
         app.after_request(add_rate_limit_headers)
+        app.register_error_handler(TooManyAttempts, answer_refusal)
         outcome.install(app)
         from .cli import cli
 

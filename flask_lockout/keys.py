@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from flask import current_app, g, request
+from flask import current_app, request
 
 from .client_ip import current_client_ip, ip_key
 from .errors import MissingKeyValue
+from .request_state import request_state
 
 KeySpec = str | Callable[[], str]
 
@@ -88,8 +89,8 @@ class ParsedSpec:
         :raises MissingKeyValue: when the field is missing or empty.
         """
         # Stacked decorators read the same specs: fold and hash once a request.
-        reads: dict[tuple[ParsedSpec, str], list[KeyValue]] = g.setdefault(
-            "_lockout_reads", {}
+        reads: dict[tuple[ParsedSpec, str], list[KeyValue]] = (
+            request_state().setdefault("reads", {})
         )
         found = reads.get((self, scope))
         if found is None:
@@ -284,11 +285,12 @@ def spelling(value: str) -> str:
 
 def client_ip_key() -> str:
     """The client address as the ``ip`` spec counts it: IPv6 by network."""
-    cached = g.get("_lockout_ip_key")
+    scope = request_state()
+    cached = scope.get("ip_key")
     if cached is None:
         state = current_app.extensions.get("lockout")
         prefix = state.settings.ipv6_prefix if state is not None else 64
-        cached = g._lockout_ip_key = ip_key(current_client_ip(), prefix)
+        cached = scope["ip_key"] = ip_key(current_client_ip(), prefix)
     return str(cached)
 
 

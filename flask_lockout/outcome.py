@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import g, request
+from flask import request
 from werkzeug.wrappers import Response
 
 from . import signals
@@ -23,6 +23,7 @@ from .decorators import Guard
 from .device import issue_device_cookie
 from .errors import StorageError
 from .policy import Outcome
+from .request_state import request_state
 from .state import AppState, current_state, send
 from .storage.base import Settlement
 
@@ -31,7 +32,7 @@ logger = logging.getLogger("flask_lockout")
 
 def declare(outcome: Outcome) -> None:
     """Record the view's verdict on the attempts of this request."""
-    guards: list[Guard] | None = g.get("_lockout_guards")
+    guards: list[Guard] | None = request_state().get("guards")
     if not guards:
         if not current_state().settings.enabled:
             return
@@ -47,14 +48,15 @@ def declare(outcome: Outcome) -> None:
 
 def on_user_logged_in(sender: Any, **extra: Any) -> None:
     """Flask-Login's ``user_logged_in``: the request authenticated someone."""
-    if g.get("_lockout_guards"):
+    if request_state().get("guards"):
         declare(Outcome.SUCCESS)
 
 
 def settle_on_response(response: Response) -> Response:
     """After-request hook: settle every attempt of this request, and send
     its events once the response is out."""
-    guards: list[Guard] | None = g.pop("_lockout_guards", None)
+    scope = request_state()
+    guards: list[Guard] | None = scope.pop("guards", None)
     if guards:
         state = current_state()
         for guard in guards:
@@ -62,7 +64,7 @@ def settle_on_response(response: Response) -> Response:
             _settle(state, guard, outcome)
             if outcome is Outcome.SUCCESS and guard.account and state.device_cookies:
                 issue_device_cookie(response, guard.account)
-    if g.pop("_lockout_flush", False):
+    if scope.pop("flush", False):
         # Events go out once the response is sent: never before a refusal.
         response.call_on_close(current_state().events.flush)
     return response
@@ -71,7 +73,7 @@ def settle_on_response(response: Response) -> Response:
 def release_unsettled(error: BaseException | None) -> None:
     """Teardown hook: attempts that no response settled (the view raised and
     the exception propagated) are no verdict."""
-    guards: list[Guard] | None = g.pop("_lockout_guards", None)
+    guards: list[Guard] | None = request_state().pop("guards", None)
     if guards:
         state = current_state()
         for guard in guards:

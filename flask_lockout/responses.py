@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any
 
-from flask import current_app, g, has_app_context, has_request_context, render_template
+from flask import current_app, has_app_context, has_request_context, render_template
 from flask import request as flask_request
 from jinja2 import TemplateNotFound
 from markupsafe import escape
@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from .limits import RateLimitResult
+from .request_state import request_state
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -157,10 +158,37 @@ def _app_page(
         return None
 
 
+def answer_refusal(error: HTTPException) -> Any:
+    """The error handler ``init_app`` registers for our 429: the handler the
+    app has for it (by code, class or blueprint, as Flask would pick it),
+    else our response, in the app's response class. Left unhandled, Flask
+    would run the exception as a WSGI app against a freshly built environ,
+    which costs a flood as much as the rest of the request."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    handler = _apps_own_handler(app, error)
+    if handler is not None:
+        return app.ensure_sync(handler)(error)
+    if app.trap_http_exception(error):
+        raise error
+    return error.get_response(flask_request.environ)
+
+
+def _apps_own_handler(app: Any, error: HTTPException) -> Any:
+    """What Flask's own lookup finds for ``error`` with this one left out."""
+    for code in (error.code, None):
+        for name in (*flask_request.blueprints, None):
+            handlers = app.error_handler_spec[name][code]
+            for cls in type(error).__mro__:
+                handler = handlers.get(cls)
+                if handler is not None and handler is not answer_refusal:
+                    return handler
+    return None
+
+
 def add_rate_limit_headers(response: Response) -> Response:
     """After-request hook: ``RateLimit-*`` on limited routes. On a 429,
     ``RateLimit-Reset`` is the ``Retry-After`` itself."""
-    result: RateLimitResult | None = g.get("_lockout_rate_limit")
+    result: RateLimitResult | None = request_state().get("rate_limit")
     if result is None:
         return response
     state = current_app.extensions.get("lockout")

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, g, has_request_context, request
+from flask import current_app, has_request_context, request
 
 from . import signals
 from .client_ip import current_client_ip
@@ -22,6 +22,7 @@ from .events import EventLog
 from .keys import split_key
 from .metrics import Metrics
 from .policy import whole_seconds
+from .request_state import request_state
 from .storage.base import FullStorage
 from .storage.fallback import FallbackStorage
 
@@ -125,7 +126,7 @@ class AppState:
             defer=in_request,
         )
         if in_request and self.events.shared:
-            g._lockout_flush = True  # outcome.settle_on_response sends them
+            request_state()["flush"] = True  # outcome.settle_on_response sends them
 
     def forget(self, key: str, event: str) -> None:
         """Forget ``key`` entirely (lock, failures, rate limits) and log it as

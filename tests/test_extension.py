@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -760,3 +761,77 @@ def test_stacked_decorators_read_a_callable_key_once_per_request() -> None:
     assert client.post("/login", data={"email": "a@x"}).status_code == 401
     assert client.post("/login", data={"email": "b@x"}).status_code == 401
     assert calls == ["/login", "/login"]
+
+
+def test_sub_requests_in_one_app_context_each_count_their_own_keys() -> None:
+    # A batch endpoint dispatching sub-requests in-process shares one app
+    # context, so one g, among them: nothing of one may count for another.
+    app = Flask(__name__)
+    app.config.update(LOCKOUT_MAX_FAILURES=5, LOCKOUT_DEVICE_COOKIES=False)
+    lockout = Lockout(app)
+    checked: list[str] = []
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by="form:email", scope="login")
+    def login() -> tuple[str, int]:
+        checked.append(request.form["email"])
+        form = request.form
+        if (form["email"], form["password"]) == ("mallory@x", "mine"):
+            lockout.succeeded()  # the attacker's own account
+            return "ok", 200
+        return "wrong", 401
+
+    @app.post("/batch")
+    def batch() -> Any:
+        answers = []
+        for item in request.get_json():
+            with app.test_request_context("/login", method="POST", data=item):
+                answers.append(app.full_dispatch_request().status_code)
+        return jsonify(answers)
+
+    own = {"email": "mallory@x", "password": "mine"}
+    rounds = [own] + [{"email": "alice@x", "password": f"guess{i}"} for i in range(4)]
+    answers = app.test_client().post("/batch", json=rounds * 25).json
+    assert checked.count("alice@x") == 5
+    assert answers.count(429) == 95
+    with app.app_context():  # as test suites often wrap their clients
+        client = app.test_client()
+        client.post("/login", data={"email": "bob@x", "password": "x"})
+        client.post("/login", data={"email": "carol@x", "password": "x"})
+        assert lockout.status("login:email:bob@x").failures == 1
+        assert lockout.status("login:email:carol@x").failures == 1
+
+
+def test_decorators_outside_the_guard_still_see_the_refusal() -> None:
+    app = make_app()
+    seen: list[int] = []
+    handled: list[int] = []
+
+    def audit(view: Any) -> Any:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return view(*args, **kwargs)
+            except HTTPException as refusal:
+                seen.append(refusal.code or 0)
+                raise
+
+        return wrapper
+
+    @app.post("/audited")
+    @audit
+    @app.extensions["lockout"].extension.lockout_on_failure(by="ip")
+    def audited() -> tuple[str, int]:
+        return "no", 401
+
+    @app.errorhandler(429)
+    def log_and_reraise(error: HTTPException) -> Any:
+        handled.append(429)
+        raise error
+
+    app.testing = False  # a re-raised error is a 500, not the test's exception
+    client = app.test_client()
+    for _ in range(3):
+        assert client.post("/audited").status_code == 401
+    assert client.post("/audited").status_code == 500  # the handler re-raised
+    assert seen == [429] and handled == [429]

@@ -1,0 +1,25 @@
+"""Flask-Lockout's state for the request being handled.
+
+Kept in the request's WSGI environ, not in ``g``: Flask shares one app
+context, and so one ``g``, among the requests pushed inside it (a batch
+endpoint's sub-requests, tests under ``with app.app_context()``), and a key
+read, a guard or a rate-limit answer of one request must never count for
+another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+ENVIRON_KEY = "flask_lockout"
+
+
+def request_state() -> dict[str, Any]:
+    """This request's own dict, made on first use."""
+    environ = request.environ
+    state: dict[str, Any] | None = environ.get(ENVIRON_KEY)
+    if state is None:
+        state = environ[ENVIRON_KEY] = {}
+    return state
