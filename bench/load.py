@@ -38,8 +38,11 @@ run whose statuses are not what its scenario expects is flagged with "!".
 Printed per scenario: req/s median [min-max] over the rounds, the ratio to
 bare and to Flask-Limiter (median [min-max] of the per-round ratios: only
 ratios taken in the same round count on this noisy machine), p50/p99
-latency medians, statuses summed over rounds, and Redis script calls and
-commands per request.
+latency medians, statuses summed over rounds, Redis script calls and
+commands per request, and where the CPU went: the server's gunicorn workers
+(/proc, user + system) and Redis (INFO cpu; any other client of the same
+Redis shows up there too), in microseconds per request. On a 2-core
+machine that sum, plus wrk's share, is what bounds the throughput.
 """
 
 from __future__ import annotations
@@ -230,11 +233,31 @@ def script_calls(stats: dict[str, dict[str, int]]) -> tuple[int, int]:
     return scripts, total
 
 
+def worker_cpu_seconds(server: Server) -> float:
+    """CPU seconds (user + system) the gunicorn workers of ``server`` used."""
+    assert server.process is not None
+    ticks = 0
+    children = f"/proc/{server.process.pid}/task/{server.process.pid}/children"
+    with open(children) as handle:
+        for pid in handle.read().split():
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu_seconds(admin: redis.Redis) -> float:
+    info = admin.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def measure(
     server: Server, args: argparse.Namespace, script: str, admin: redis.Redis
 ) -> None:
     before = script_calls(admin.info("commandstats"))
+    cpu_before = worker_cpu_seconds(server), redis_cpu_seconds(admin)
     out = wrk(server.port, script, 2, args.connections, args.seconds)
+    cpu_after = worker_cpu_seconds(server), redis_cpu_seconds(admin)
     after = script_calls(admin.info("commandstats"))
     requests = float(_find(r"(\d+) requests in", out))
     statuses = dict(re.findall(r"(\w+)=(\d+)", _find(r"STATUSES (.*)", out)))
@@ -246,6 +269,8 @@ def measure(
             "p99": _ms(_find(r"99%\s+([\d.]+\w+)", out)),
             "scripts": (after[0] - before[0]) / requests,
             "commands": (after[1] - before[1]) / requests,
+            "worker_us": (cpu_after[0] - cpu_before[0]) / requests * 1e6,
+            "redis_us": (cpu_after[1] - cpu_before[1]) / requests * 1e6,
         }
     )
 
@@ -366,7 +391,8 @@ def report(servers: list[Server], args: argparse.Namespace, elapsed: float) -> N
     header = (
         f"{'scenario':<22} {'req/s median [min-max]':>24} {'x bare':>18}"
         f" {'x Flask-Limiter':>18} {'p50 ms':>7} {'p99 ms':>7}"
-        f" {'scripts/req':>11} {'cmds/req':>8}  statuses"
+        f" {'scripts/req':>11} {'cmds/req':>8} {'CPU µs/req: app':>15}"
+        f" {'Redis':>5}  statuses"
     )
     print(header)
     for server in servers:
@@ -386,6 +412,8 @@ def report(servers: list[Server], args: argparse.Namespace, elapsed: float) -> N
             f" {statistics.median(r['p99'] for r in server.runs):7.2f}"
             f" {statistics.median(r['scripts'] for r in server.runs):11.2f}"
             f" {statistics.median(r['commands'] for r in server.runs):8.2f}"
+            f" {statistics.median(r['worker_us'] for r in server.runs):15.0f}"
+            f" {statistics.median(r['redis_us'] for r in server.runs):5.0f}"
             f"  {statuses}{flag}"
         )
     print("lockout state of 127.0.0.1 (the ip key) after the rounds:")
