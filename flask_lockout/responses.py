@@ -91,8 +91,7 @@ def render_refusal(error: HTTPException, environ: Any) -> Response | None:
     """The body of a 429, 503 or 400 of ours, for the request it answers."""
     if environ is None:
         return None
-    # The app's own class: anything else Flask converts by running it as a
-    # WSGI app against a freshly built environ, which doubles a refusal's cost.
+    # The app's own class, which Flask and its after_request hooks expect.
     response_class = current_app.response_class if has_app_context() else Response
     if has_request_context():
         # Already parsed: no second Request, and no proxy lookups below.

@@ -199,13 +199,18 @@ class RedisStorage(Storage):
 
     def _wire(self, client: Any) -> DirectWire | None:
         """The direct path to ``client``'s server, None for other clients."""
-        if self._direct is None or self._direct[0] is not client:
-            pool = getattr(client, "connection_pool", None)
-            wire = None
-            if type(client) in direct_clients() and can_go_direct(pool):
-                wire = DirectWire(pool, connection_errors(client))
-            self._direct = (client, wire)
-        return self._direct[1]
+        direct = self._direct
+        if direct is None or direct[0] is not client:
+            # One wire per client: a second would strand its kept connections.
+            with self._connect_lock:
+                direct = self._direct
+                if direct is None or direct[0] is not client:
+                    pool = getattr(client, "connection_pool", None)
+                    wire = None
+                    if type(client) in direct_clients() and can_go_direct(pool):
+                        wire = DirectWire(pool, connection_errors(client))
+                    direct = self._direct = (client, wire)
+        return direct[1]
 
     # -- login lockout ------------------------------------------------------
 
