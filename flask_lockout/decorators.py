@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from flask import current_app, request
+from flask import current_app
 from werkzeug.wrappers import Response
 
 from . import signals
@@ -32,7 +32,7 @@ from .keys import (
 )
 from .limits import Limit, RateLimitResult, as_limits
 from .policy import DEFAULT_RESERVATION_SECONDS, Outcome, Reservation
-from .request_state import request_state
+from .request_state import request_state, this_request
 from .state import AppState, current_state, send
 from .storage.base import AttemptKey, Settlement
 
@@ -236,7 +236,7 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     pending: DeferredLimit | None = request_state().pop("pending_limit", None)
     if pending is not None:
         pending.keys(state, addresses_only=True)
-    if not (state.device_cookies and COOKIE_NAME in request.cookies):
+    if not (state.device_cookies and COOKIE_NAME in this_request().cookies):
         # No device can stand in for the address: a refused address is
         # answered before the form is parsed.
         for spec in specs:

@@ -14,11 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from flask import current_app, request
-
 from .client_ip import current_client_ip, ip_key
 from .errors import MissingKeyValue
-from .request_state import request_state
+from .request_state import request_state, this_app, this_request
 
 KeySpec = str | Callable[[], str]
 
@@ -113,6 +111,7 @@ class ParsedSpec:
     def _read(self) -> Any:
         if self.func is not None:
             return self.func()
+        request = this_request()
         if self.source == "form":
             return request.form.get(self.field)
         if self.source == "args":
@@ -179,7 +178,10 @@ def check_scope(scope: str | None) -> str | None:
 
 def current_scope(scope: str | None) -> str:
     """The scope given, else the endpoint (``:`` replaced, see check_scope)."""
-    return scope or (request.endpoint or request.path).replace(":", ".")
+    if scope:
+        return scope
+    request = this_request()
+    return (request.endpoint or request.path).replace(":", ".")
 
 
 def fold(value: str) -> str:
@@ -288,7 +290,7 @@ def client_ip_key() -> str:
     scope = request_state()
     cached = scope.get("ip_key")
     if cached is None:
-        state = current_app.extensions.get("lockout")
+        state = this_app().extensions.get("lockout")
         prefix = state.settings.ipv6_prefix if state is not None else 64
         cached = scope["ip_key"] = ip_key(current_client_ip(), prefix)
     return str(cached)

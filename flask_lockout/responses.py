@@ -15,14 +15,13 @@ import math
 from typing import Any
 
 from flask import current_app, has_app_context, has_request_context, render_template
-from flask import request as flask_request
 from jinja2 import TemplateNotFound
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from .limits import RateLimitResult
-from .request_state import request_state
+from .request_state import request_state, this_app, this_request
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -77,14 +76,24 @@ def _message(error: HTTPException, retry_after: int | None) -> str:
 
 
 def wants_json(request: Request) -> bool:
-    if request.headers.get("Accept", "").strip() in ("", "*/*"):
+    environ = request.environ
+    if environ.get("HTTP_ACCEPT", "").strip() in ("", "*/*"):
         # No preference at all: answer in the request's own format, without
         # parsing anything.
-        return request.is_json
+        return _is_json(environ.get("CONTENT_TYPE", ""))
     default = "application/json" if request.is_json else "text/html"
     offered = [default, "text/html" if request.is_json else "application/json"]
     best = request.accept_mimetypes.best_match(offered, default=default)
     return (best or default) == "application/json"
+
+
+@functools.lru_cache(maxsize=64)
+def _is_json(content_type: str) -> bool:
+    """``Request.is_json`` for a Content-Type header, computed once per value."""
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
 
 
 def render_refusal(error: HTTPException, environ: Any) -> Response | None:
@@ -92,10 +101,9 @@ def render_refusal(error: HTTPException, environ: Any) -> Response | None:
     if environ is None:
         return None
     # The app's own class, which Flask and its after_request hooks expect.
-    response_class = current_app.response_class if has_app_context() else Response
+    response_class = this_app().response_class if has_app_context() else Response
     if has_request_context():
-        # Already parsed: no second Request, and no proxy lookups below.
-        request: Request = flask_request._get_current_object()  # type: ignore[attr-defined]
+        request: Request = this_request()  # already parsed: no second Request
     else:
         request = environ if isinstance(environ, Request) else Request(environ)
     retry_after = getattr(error, "retry_after_seconds", None)
@@ -163,19 +171,19 @@ def answer_refusal(error: HTTPException) -> Any:
     else our response, in the app's response class. Left unhandled, Flask
     would run the exception as a WSGI app against a freshly built environ,
     which costs a flood as much as the rest of the request."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = this_app()
     handler = _apps_own_handler(app, error)
     if handler is not None:
         return app.ensure_sync(handler)(error)
     if app.trap_http_exception(error):
         raise error
-    return error.get_response(flask_request.environ)
+    return error.get_response(this_request().environ)
 
 
 def _apps_own_handler(app: Any, error: HTTPException) -> Any:
     """What Flask's own lookup finds for ``error`` with this one left out."""
     for code in (error.code, None):
-        for name in (*flask_request.blueprints, None):
+        for name in (*this_request().blueprints, None):
             handlers = app.error_handler_spec[name][code]
             for cls in type(error).__mro__:
                 handler = handlers.get(cls)
@@ -190,7 +198,7 @@ def add_rate_limit_headers(response: Response) -> Response:
     result: RateLimitResult | None = request_state().get("rate_limit")
     if result is None:
         return response
-    state = current_app.extensions.get("lockout")
+    state = this_app().extensions.get("lockout")
     if state is None or not state.settings.headers_enabled:
         return response
     headers = response.headers
