@@ -98,7 +98,9 @@ class Lockout:
             stamp_under(app, app.static_url_path)
         set_renderer(render_refusal)
         app.after_request(add_rate_limit_headers)
-        app.register_error_handler(TooManyAttempts, answer_refusal)
+        if TooManyAttempts not in app.error_handler_spec[None][429]:
+            # An app that handles TooManyAttempts itself keeps its handler.
+            app.register_error_handler(TooManyAttempts, answer_refusal)
         outcome.install(app)
         from .cli import cli
 

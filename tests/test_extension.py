@@ -835,3 +835,25 @@ def test_decorators_outside_the_guard_still_see_the_refusal() -> None:
         assert client.post("/audited").status_code == 401
     assert client.post("/audited").status_code == 500  # the handler re-raised
     assert seen == [429] and handled == [429]
+
+
+def test_an_apps_own_too_many_attempts_handler_survives_init_app() -> None:
+    from flask_lockout import TooManyAttempts as Refusal
+
+    app = Flask(__name__)
+    app.config["LOCKOUT_MAX_FAILURES"] = 1
+
+    @app.errorhandler(Refusal)
+    def mine(error: Refusal) -> tuple[str, int]:
+        return "mine", 429
+
+    lockout = Lockout(app)  # after the app's own handler
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by="ip")
+    def login() -> tuple[str, int]:
+        return "no", 401
+
+    client = app.test_client()
+    assert client.post("/login").status_code == 401
+    assert client.post("/login").data == b"mine"
