@@ -194,3 +194,20 @@ class FullStorage(
     def ping(self) -> None: ...
 
     def describe(self, deep: bool = False) -> dict[str, object]: ...
+
+
+def guard_in_two_calls(
+    store: FullStorage,
+    limit_keys: Sequence[str],
+    limits: Sequence[Limit],
+    attempts: Sequence[AttemptKey],
+    policy: LockoutConfig,
+    token: str,
+    ttl: float,
+) -> tuple[RateLimitResult, list[Reservation]]:
+    """``lockout_guard`` for a store that cannot decide both at once: the rate
+    limit first, then the reservations only if it allows."""
+    result = store.rate_limit_hit_many(limit_keys, limits)
+    if not result.allowed:
+        return result, []
+    return result, store.lockout_reserve_all(attempts, policy, token, ttl)

@@ -19,7 +19,14 @@ from ..policy import (
     Pending,
     Reservation,
 )
-from .base import AttemptKey, Settlement, Storage, ThrottleCount, key_part
+from .base import (
+    AttemptKey,
+    Settlement,
+    Storage,
+    ThrottleCount,
+    guard_in_two_calls,
+    key_part,
+)
 
 logger = logging.getLogger("flask_lockout")
 
@@ -262,10 +269,9 @@ class MemoryStorage(Storage):
         token: str,
         ttl: float,
     ) -> tuple[RateLimitResult, list[Reservation]]:
-        result = self.rate_limit_hit_many(limit_keys, limits)
-        if not result.allowed:
-            return result, []
-        return result, self.lockout_reserve_all(attempts, policy, token, ttl)
+        return guard_in_two_calls(
+            self, limit_keys, limits, attempts, policy, token, ttl
+        )
 
     def lockout_settle_all(
         self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str

@@ -19,7 +19,13 @@ from typing import Any
 from ..errors import StorageError, StorageUnavailable
 from ..limits import Limit, RateLimitResult
 from ..policy import MAX_SPELLINGS, LockoutConfig, LockState, Outcome, Reservation
-from .base import AttemptKey, Settlement, Storage, ThrottleCount
+from .base import (
+    AttemptKey,
+    Settlement,
+    Storage,
+    ThrottleCount,
+    guard_in_two_calls,
+)
 from .clients import (
     client_errors,
     cluster_client,
@@ -262,7 +268,7 @@ class RedisStorage(Storage):
             "reserve", attempts, policy, token, max(1, _ms(ttl))
         )
         replies = self._lockout_run(calls)
-        return [Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in replies]
+        return _reservations(replies)
 
     def lockout_settle_all(
         self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
@@ -370,11 +376,10 @@ class RedisStorage(Storage):
     ) -> tuple[RateLimitResult, list[Reservation]]:
         """A rate limit and a lockout reservation in one round trip; when the
         rate limit refuses, no attempt stays counted."""
-        if hasattr(self.client, "nodes_manager"):
-            result = self.rate_limit_hit_many(limit_keys, limits)
-            if not result.allowed:
-                return result, []
-            return result, self.lockout_reserve_all(attempts, policy, token, ttl)
+        if hasattr(self.client, "nodes_manager"):  # other slots: two calls
+            return guard_in_two_calls(
+                self, limit_keys, limits, attempts, policy, token, ttl
+            )
         _, rate_keys, rate_args = self._rate_limit_call(limit_keys, limits)
         [(_, lockout_keys, lockout_args)] = self._lockout_calls(
             "reserve", attempts, policy, token, max(1, _ms(ttl))
@@ -391,9 +396,7 @@ class RedisStorage(Storage):
         result = _rate_limit_result(reply[0])
         if not result.allowed:  # nothing was reserved
             return result, []
-        return result, [
-            Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in reply[1]
-        ]
+        return result, _reservations(reply[1])
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         if key is None:
@@ -466,6 +469,11 @@ def _policy_args(policy: LockoutConfig) -> tuple[bytes, ...]:
         ",".join(str(_ms(s)) for s in schedule) if schedule else "",
     ]
     return tuple(str(value).encode() for value in values)
+
+
+def _reservations(replies: Sequence[Any]) -> list[Reservation]:
+    """The lockout script's reserve replies: granted, locked, retry seconds."""
+    return [Reservation(bool(r[0]), bool(r[1]), int(r[2])) for r in replies]
 
 
 def _rate_limit_result(reply: Sequence[Any]) -> RateLimitResult:

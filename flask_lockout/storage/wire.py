@@ -114,14 +114,12 @@ class DirectWire:
         try:
             replies, pushed = self._exchange(connection, payload, count)
         except BaseException:
-            connection.disconnect()  # out of step: never reused as it is
-            self.pool.release(connection)
+            self._drop(connection)  # out of step: never reused as it is
             raise
         if pushed or any(_server_state(reply) for reply in replies):
             # A maintenance notice, or a server that is no master now (a
             # failover): the next decision starts from a fresh connection.
-            connection.disconnect()
-            self.pool.release(connection)
+            self._drop(connection)
         else:
             self._keep(connection)
         parser = connection._parser
@@ -180,6 +178,10 @@ class DirectWire:
             return self.pool.get_connection()
         except TypeError:  # redis-py before 5.3 and valkey want a command name
             return self.pool.get_connection("EVALSHA")
+
+    def _drop(self, connection: Any) -> None:
+        connection.disconnect()
+        self.pool.release(connection)
 
     def _keep(self, connection: Any) -> None:
         if len(self._kept) < MAX_KEPT:
