@@ -158,8 +158,10 @@ class Backend:
 
 
 def _fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    # fakeredis reads time.time() for TIME and for expiry.
-    fake = FakeClock(time.time())
+    # fakeredis reads time.time() for TIME and for expiry. Start on a whole
+    # second, 2800 s into an hour, like the memory store's clock: tests with
+    # per-second windows must not depend on where in a second they began.
+    fake = FakeClock(float(int(time.time()) // 3600 * 3600 + 2800))
     monkeypatch.setattr(time, "time", fake)
     return fake
 
