@@ -160,7 +160,7 @@ def main() -> None:
     for kind, key in [
         ("lockout state, locked", storage.storage_key("locked", "lock")),
         ("lockout state, counting", storage.storage_key("f", "lock")),
-        ("reservations (1 in flight)", storage.storage_key("reserved", "res")),
+        ("reservations (1 in flight)", storage.storage_key("reserved", "pending")),
         ("throttle counter", storage.storage_key("throttle:t", "throttle")),
         ("rate-limit window", storage.storage_key("r1", "rl:10/1")),
     ]:

@@ -217,6 +217,17 @@ def test_giving_back_the_last_attempt_undoes_it_exactly(backend: Backend) -> Non
     assert lockout.attempt("k").failed() == (True, 1)
 
 
+def test_giving_back_an_attempt_keeps_a_failure_recorded_after_it(
+    backend: Backend,
+) -> None:
+    lockout = make(backend, max_failures=5)
+    lockout.record_failure("k")
+    attempt = lockout.attempt("k")
+    lockout.record_failure("k")  # not a reservation: still came after it
+    attempt.release()  # gives back its own failure only, not the later one
+    assert [lockout.record_failure("k")[0] for _ in range(3)] == [False, False, True]
+
+
 @pytest.mark.clocked
 def test_an_attempt_outliving_its_view_stays_a_failure(backend: Backend) -> None:
     lockout = make(backend, max_failures=2, window_seconds=60)

@@ -120,7 +120,7 @@ def test_failed_attempts_leave_no_growing_trail(
     attacker = AttemptKey("login:ip:203.0.113.7")
     for i in range(500):
         storage.lockout_reserve_all([attacker], policy, f"guess{i}", 30)
-    pending = storage.storage_key(attacker.key, "res")
+    pending = storage.storage_key(attacker.key, "pending")
     assert redis_client.hlen(pending) == 16
     assert (redis_client.memory_usage(pending) or 0) < 4096
     assert storage.lockout_status(attacker.key, policy).failures == 500

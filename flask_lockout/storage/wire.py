@@ -29,16 +29,20 @@ class Incomplete(Exception):
 
 def command(*parts: object) -> bytes:
     """One command in the Redis protocol."""
-    out = [b"*%d\r\n" % len(parts)]
+    # Built as one str and encoded once: bulk lengths count bytes, so text
+    # that is not ASCII goes in as its UTF-8 bytes, one char per byte.
+    out = [f"*{len(parts)}"]
     for part in parts:
-        if isinstance(part, str):
-            data = part.encode("utf-8", "surrogatepass")
-        elif isinstance(part, bytes):
-            data = part
+        if isinstance(part, bytes):
+            text = part.decode("latin-1")
         else:
-            data = str(part).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+            text = part if type(part) is str else str(part)
+            if not text.isascii():
+                text = text.encode("utf-8", "surrogatepass").decode("latin-1")
+        out.append(f"${len(text)}")
+        out.append(text)
+    out.append("")
+    return "\r\n".join(out).encode("latin-1")
 
 
 class ErrorReply:

@@ -5,8 +5,8 @@
 -- KEYS: the rate limit's keys, then the lockout's.
 -- ARGV: number of rate-limit keys, number of rate-limit args, the rate
 -- limit's args, then the lockout's.
--- Returns {rate limit reply} on a refusal (nothing is reserved), else
--- {rate limit reply, lockout replies}.
+-- Returns the rate limit's reply on a refusal (nothing is reserved), else
+-- the rate limit's reply and the lockout's, in one string of integers.
 local limit_keys, limit_argc = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rk, ra, lk, la = {}, {}, {}, {}
 for i = 1, #KEYS do
@@ -16,7 +16,7 @@ for i = 3, #ARGV do
   if i - 2 <= limit_argc then ra[#ra + 1] = ARGV[i] else la[#la + 1] = ARGV[i] end
 end
 local limit = rate_limit(rk, ra)
-if limit[1] == 0 then return {limit} end
+if string.sub(limit, 1, 1) == '0' then return limit end
 local replies = lockout(lk, la)
-if replies.err then return replies end
-return {limit, replies}
+if type(replies) == 'table' then return replies end  -- an error reply
+return limit .. ' ' .. replies

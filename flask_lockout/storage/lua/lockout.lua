@@ -3,24 +3,27 @@
 -- when there is more than one pair):
 --   state hash: f failures in window, ws window start, n lock number,
 --     lu locked until, lf last failure, t failures since clean, g until when
---     the no-verdict give-back is used up (times in ms), and s:<spelling>
---     failures per typed spelling;
+--     the no-verdict give-back is used up (times in ms), ps the next pending
+--     slot, v the token of the reservation that wrote the state last ("" when
+--     another operation did), and s:<spelling> failures per typed spelling;
 --   pending attempts: a ring of PENDING_SLOTS fields r0, r1, ... holding
---     "token seq expires spelling <before> <after>", the state's ps field
---     counting where the next goes. A failed attempt is never settled, so
---     without the ring an attack would grow this hash by one field per
---     request; past the ring the oldest is forgotten and that attempt simply
---     stays counted.
+--     "token seq expires spelling locked f ws n lu lf t", the state before
+--     the reservation and whether it locked. A failed attempt is never
+--     settled, so without the ring an attack would grow this hash by one
+--     field per request; past the ring the oldest is forgotten and that
+--     attempt simply stays counted.
 -- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
 --       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
 --       max_spellings, then one spelling per pair ("" for none).
--- Returns one reply per pair. A reserved attempt counts as a failure at
--- once; release and success give it back, so a wrong password costs one call.
+-- Returns the replies of every pair in one string of integers: reserve
+-- "granted locked retry_seconds", the others "locked retry_seconds failures
+-- lock_number". A reserved attempt counts as a failure at once; release and
+-- success give it back, so a wrong password costs one call.
 if redis.replicate_commands then redis.replicate_commands() end
 local op = ARGV[1]
 if op == 'clear' then
   for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
-  return {}
+  return ''
 end
 local max_failures = tonumber(ARGV[2])
 local window_ms = tonumber(ARGV[3])
@@ -39,7 +42,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local function decide(state_key, pending_key, spelling)
   local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g',
-    'ps')
+    'ps', 'v')
   local f = tonumber(h[1]) or 0
   local ws = tonumber(h[2]) or 0
   local n = tonumber(h[3]) or 0
@@ -48,6 +51,9 @@ local function decide(state_key, pending_key, spelling)
   local total = tonumber(h[6]) or 0
   local g = tonumber(h[7]) or 0
   local ps = tonumber(h[8]) or 0
+  -- Who wrote the state last: a reservation that finds its own token there
+  -- knows that nothing came after it. What this call writes goes in writer.
+  local last_writer, writer = h[9] or '', ''
   if g <= now then g = 0 end
 
   local function state_expires()
@@ -56,10 +62,17 @@ local function decide(state_key, pending_key, spelling)
     return 0
   end
 
+  -- The state as stored, for a reservation's record: no numbers to format.
+  local stored = nil
+  if h[1] then
+    stored = table.concat({h[1], h[2] or '0', h[3] or '0', h[4] or '0',
+      h[5] or '0', h[6] or '0'}, ' ')
+  end
   if h[1] and now >= state_expires() and f + n + total > 0 then
     -- Clean again: drop the old spellings with the rest, not the give-back.
     redis.call('DEL', state_key)
     f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
+    stored, last_writer = nil, ''
     if g > 0 then
       redis.call('HSET', state_key, 'g', g)
       redis.call('PEXPIREAT', state_key, g)
@@ -78,7 +91,7 @@ local function decide(state_key, pending_key, spelling)
   local function reply()
     local locked = 0
     if lu > now then locked = 1 end
-    return {locked, retry_after(), f, n}
+    return string.format('%d %d %d %d', locked, retry_after(), f, n)
   end
 
   local function lock_ms(number)
@@ -92,10 +105,6 @@ local function decide(state_key, pending_key, spelling)
     return math.min(base_ms * multiplier ^ (number - 1), max_ms)
   end
 
-  local function snapshot()
-    return table.concat({f, ws, n, lu, lf, total}, ' ')
-  end
-
   local function save()
     local expires = math.max(state_expires(), g)
     if expires <= now then
@@ -103,7 +112,7 @@ local function decide(state_key, pending_key, spelling)
       return
     end
     redis.call('HSET', state_key, 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
-      't', total, 'g', g, 'ps', ps)
+      't', total, 'g', g, 'ps', ps, 'v', writer)
     -- The key keeps its TTL when its expiry did not move.
     if expires ~= had_expiry then
       redis.call('PEXPIREAT', state_key, expires)
@@ -166,14 +175,13 @@ local function decide(state_key, pending_key, spelling)
     if once then
       -- A view that ran and failed: one give-back per key and window, and
       -- never one that would undo the lock this attempt set.
-      if g > now or tonumber(p[11]) > tonumber(p[5]) then return end
+      if g > now or p[3] == '1' then return end
       g = now + window_ms
     end
-    local after = table.concat({p[9], p[10], p[11], p[12], p[13], p[14]}, ' ')
-    if snapshot() == after then
-      f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
-      lu, lf, total = tonumber(p[6]), tonumber(p[7]), tonumber(p[8])
-    elseif n == tonumber(p[5]) and f > 0 then
+    if last_writer == token then
+      f, ws, n = tonumber(p[4]), tonumber(p[5]), tonumber(p[6])
+      lu, lf, total = tonumber(p[7]), tonumber(p[8]), tonumber(p[9])
+    elseif n == tonumber(p[6]) and f > 0 then
       f, total = f - 1, total - 1
     else
       return
@@ -192,19 +200,23 @@ local function decide(state_key, pending_key, spelling)
   end
 
   if op == 'reserve' then
-    if lu > now then return {0, 1, retry_after()} end
-    local before = snapshot()
+    if lu > now then return string.format('0 1 %d', retry_after()) end
+    local lock_before = n
     count_failure()
     local seq = ps
     ps = ps + 1
+    writer = token
     save()
     local name = spelling
     if name == '' then name = '-' end
+    local locked = 0
+    if n > lock_before then locked = 1 end
     redis.call('HSET', pending_key, 'r' .. (seq % PENDING_SLOTS),
-      table.concat({token, seq, now + ttl_ms, name, before, snapshot()}, ' '))
+      string.format('%s %d %d %s %d %s', token, seq, now + ttl_ms, name, locked,
+        stored or '0 0 0 0 0 0'))
     redis.call('PEXPIRE', pending_key, ttl_ms)
-    local r = reply()
-    return {1, r[1], r[2]}
+    if lu > now then return string.format('1 1 %d', retry_after()) end
+    return '1 0 0'
   end
 
   if op == 'unlock' then
@@ -232,7 +244,7 @@ local function decide(state_key, pending_key, spelling)
       redis.call('DEL', state_key)
       had_expiry = nil
       save()
-      return {0, 0, 0, 0}
+      return '0 0 0 0'
     end
     if mine > 0 then
       f, total = math.max(0, f - mine), total - mine
@@ -248,7 +260,7 @@ end
 local replies = {}
 for i = 1, #KEYS, 2 do
   local reply = decide(KEYS[i], KEYS[i + 1], ARGV[11 + (i + 1) / 2])
-  if type(reply) == 'table' and reply.err then return reply end
+  if type(reply) == 'table' then return reply end  -- an error reply
   replies[#replies + 1] = reply
 end
-return replies
+return table.concat(replies, ' ')

@@ -3,7 +3,7 @@
 -- KEYS[i] hash (w window index, c current count, p previous count), one per
 -- window of every key; ARGV: count_1, period_ms_1, count_2, period_ms_2, ...
 -- Returns allowed, remaining, retry ms, limit, reset ms and the 0-based
--- position of the deciding window.
+-- position of the deciding window, as one string of integers.
 -- Mirrors flask_lockout.limits.sliding_window_decision, in milliseconds.
 -- The reset reported is the time left in the current window, or on a
 -- refusal the wait itself, so RateLimit-Reset agrees with Retry-After.
@@ -52,7 +52,8 @@ for i = 1, #KEYS do
 end
 
 if not allowed then
-  return {0, 0, math.ceil(worst_wait), worst_limit, math.ceil(worst_wait), worst_i - 1}
+  return string.format('0 0 %d %d %d %d', math.ceil(worst_wait), worst_limit,
+    math.ceil(worst_wait), worst_i - 1)
 end
 for i = 1, #KEYS do
   local plan = plans[i]
@@ -60,4 +61,5 @@ for i = 1, #KEYS do
   -- Within one window the expiry stays where it was set.
   if plan[5] then redis.call('PEXPIREAT', KEYS[i], (plan[1] + 2) * plan[4]) end
 end
-return {1, best_remaining, 0, best_limit, math.ceil(best_reset), best_i - 1}
+return string.format('1 %d 0 %d %d %d', best_remaining, best_limit,
+  math.ceil(best_reset), best_i - 1)
