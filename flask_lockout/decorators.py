@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import secrets
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,12 @@ from .keys import (
     parse_specs,
 )
 from .limits import Limit, RateLimitResult, as_limits
-from .policy import DEFAULT_RESERVATION_SECONDS, Outcome, Reservation
+from .policy import (
+    DEFAULT_RESERVATION_SECONDS,
+    Outcome,
+    Reservation,
+    reservation_token,
+)
 from .request_state import request_state, this_request
 from .state import AppState, current_state, send
 from .storage.base import AttemptKey, Settlement
@@ -259,7 +263,7 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
         ]
     for kv in keys:
         _refuse_if_cached(state, kv.key, pending)
-    token = secrets.token_hex(8)
+    token = reservation_token()
     policy = state.settings.policy
     attempts = [AttemptKey(kv.key, kv.spelling) for kv in keys]
     if pending is not None:

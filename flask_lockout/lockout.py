@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -12,6 +11,7 @@ from .policy import (
     LockoutConfig,
     Outcome,
     Reservation,
+    reservation_token,
 )
 from .storage.base import AttemptKey, LockoutStorage, Settlement
 from .storage.factory import as_storage
@@ -179,7 +179,7 @@ class LoginLockout:
         """
         if not reservation_seconds > 0:
             raise ValueError("reservation_seconds must be greater than 0.")
-        token = secrets.token_hex(8)
+        token = reservation_token()
         reservation = self._reserving.reserve(key, token, reservation_seconds)
         return Attempt(self._reserving, key, token, reservation)
 

@@ -7,7 +7,10 @@ The memory store applies these functions directly; the Lua scripts in
 from __future__ import annotations
 
 import enum
+import itertools
 import math
+import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +26,26 @@ BACKOFF_SCHEDULE_LENGTH = 64
 #: Seconds during which an attempt with no verdict (a 5xx) can still be given
 #: back. Past it the attempt simply stays counted as a failure.
 DEFAULT_RESERVATION_SECONDS = 30.0
+
+
+def reservation_token() -> str:
+    """A token naming one reservation: unique, never shown to clients.
+
+    A random prefix per process and a counter, not ``secrets`` per call:
+    ``os.urandom`` is a system call that lets go of the GIL, and under load
+    every such call can cost a wait for it."""
+    return f"{_token_prefix}{next(_token_counter):x}"
+
+
+def _new_token_source() -> None:
+    global _token_prefix, _token_counter
+    _token_prefix, _token_counter = secrets.token_hex(8), itertools.count()
+
+
+_token_prefix, _token_counter = "", itertools.count()
+_new_token_source()
+# A forked child must not repeat its parent's tokens.
+os.register_at_fork(after_in_child=_new_token_source)
 
 
 def whole_seconds(seconds: float) -> int:

@@ -98,9 +98,12 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
 
 @pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Packets written to Redis by redis-py: a pipeline or a script call is
-    one; opening a connection (HELLO, CLIENT SETINFO, ...) is not counted."""
+    """Packets written to Redis by redis-py or the store's direct wire: a
+    pipeline or a script call is one; opening a connection (HELLO, CLIENT
+    SETINFO, ...) is not counted."""
     import redis.connection
+
+    from flask_lockout.storage.wire import DirectWire
 
     sent = [0]
     original = redis.connection.Connection.send_packed_command
@@ -115,6 +118,13 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         original(self, command, check_health)
 
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    exchange = DirectWire._exchange
+
+    def counting_exchange(self: DirectWire, *args: Any) -> Any:
+        sent[0] += 1  # one write of every command of a decision
+        return exchange(self, *args)
+
+    monkeypatch.setattr(DirectWire, "_exchange", counting_exchange)
     return sent
 
 

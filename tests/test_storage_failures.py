@@ -84,9 +84,10 @@ def test_a_frozen_redis_costs_one_timeout_per_interval_not_per_request() -> None
                 timings.append(time.perf_counter() - started)
         finally:
             server.resume()
-    # The first request pays the socket timeout (0.5 s); the breaker then
-    # answers from memory without calling Redis (it was 1.5 s per request).
-    assert timings[0] >= 0.4
+    # The first request pays the socket timeout (0.5 s, kept by the kernel on
+    # the store's own connection); the breaker then answers from memory
+    # without calling Redis (it was 1.5 s per request).
+    assert 0.4 <= timings[0] < 1.5
     assert max(timings[1:]) < 0.2
 
 

@@ -12,6 +12,7 @@ import redis
 from flask_lockout import LockoutConfig, RedisStorage, StorageUnavailable
 from flask_lockout.limits import as_limits
 from flask_lockout.storage.wire import (
+    MAX_KEPT,
     DirectWire,
     ErrorReply,
     Incomplete,
@@ -74,6 +75,9 @@ class TrickleSocket:
     def __init__(self, answer: bytes) -> None:
         self.answer = answer
 
+    def sendall(self, data: bytes) -> None:
+        pass
+
     def recv(self, size: int) -> bytes:
         byte, self.answer = self.answer[:1], self.answer[1:]
         return byte
@@ -83,9 +87,6 @@ class TrickleConnection:
     def __init__(self, answer: bytes) -> None:
         self._sock = TrickleSocket(answer)
         self.disconnected = False
-
-    def send_packed_command(self, command: object, check_health: bool) -> None:
-        pass
 
     def disconnect(self) -> None:
         self.disconnected = True
@@ -120,6 +121,25 @@ def test_a_kept_connection_the_server_closed_costs_no_decision(
             storage.lockout_failure("k", POLICY)
         server.start()
         assert storage.lockout_failure("k", POLICY).failures == 1
+
+
+@pytest.mark.redis
+def test_a_connection_goes_back_to_the_pool_as_the_client_made_it(
+    redis_server: str, redis_prefix: str
+) -> None:
+    storage = RedisStorage.from_url(redis_server, prefix=redis_prefix)
+    storage.lockout_failure("k", POLICY)
+    wire = storage._wire(storage.client)
+    assert wire is not None
+    connection = wire._kept.pop()
+    # Kept by the store: blocking, its timeout kept by the kernel.
+    assert connection._sock.gettimeout() is None
+    wire._kept = [object()] * MAX_KEPT
+    wire._keep(connection)  # one too many: back to the pool
+    wire._kept = []
+    assert connection._sock.gettimeout() == connection.socket_timeout > 0
+    assert storage.client.ping()  # the client's own commands on it still work
+    assert storage.lockout_failure("k", POLICY).failures == 2
 
 
 @pytest.mark.redis
@@ -175,7 +195,7 @@ def test_an_error_about_the_server_drops_the_connection() -> None:
     released: list[object] = []
     pool = type("Pool", (), {"release": lambda self, c: released.append(c)})()
     wire = DirectWire(pool, (ConnectionError, TimeoutError))
-    wire._take = lambda: connection  # type: ignore[method-assign]
+    wire._take = lambda: (connection, False)  # type: ignore[method-assign]
     # After a failover the old master answers READONLY: never keep talking to it.
     connection = TrickleConnection(b"-READONLY You can't write against a replica.\r\n")
     connection._parser = type("P", (), {"parse_error": lambda self, t: ValueError(t)})()

@@ -12,9 +12,10 @@ with the store between decisions instead of going back to the pool.
 from __future__ import annotations
 
 import os
-import select
-import ssl
+import socket
+import struct
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,21 +103,44 @@ class DirectWire:
 
     :param errors: the client's ``(ConnectionError, TimeoutError)`` classes,
         raised in place of socket errors, as the client itself would.
+
+    A decision makes two system calls, a send and a receive. Under load each
+    call that lets go of the GIL may hand it to another thread and wait to
+    get it back, which costs more than the call itself. So a kept connection
+    is not polled before use (a connection the server closed shows in the
+    exchange, and the command goes once more on a fresh one), and a plain
+    socket's timeout is kept by the kernel (``SO_RCVTIMEO``), not by a
+    ``poll`` before every send and receive.
     """
 
     def __init__(self, pool: Any, errors: tuple[type[Exception], type[Exception]]):
         self.pool = pool
         self._connection_error, self._timeout_error = errors
         self._kept: list[Any] = []
-        self._pid = os.getpid()
         self._lock = threading.Lock()
+        # A forked child must never read its parent's replies.
+        forget = weakref.WeakMethod(self._forget_kept)
+        os.register_at_fork(after_in_child=lambda: _call_alive(forget))
 
     def call(self, payload: bytes, count: int) -> list[Any]:
         """Write ``payload`` and read ``count`` replies; an error reply comes
         back as the exception the client would raise for it."""
-        connection = self._take()
+        connection, kept = self._take()
         try:
-            replies, pushed = self._exchange(connection, payload, count)
+            try:
+                replies, pushed = self._exchange(connection, payload, count)
+            except _ClosedBeforeReply:
+                if not kept:
+                    raise
+                # Closed while kept (a restart, an idle timeout, CLIENT KILL)
+                # and no answer began: send it once more, on a fresh one. Had
+                # the server run it before closing, it counts twice: safe.
+                self._drop(connection)
+                connection = self._fresh()
+                replies, pushed = self._exchange(connection, payload, count)
+        except _ClosedBeforeReply:
+            self._drop(connection)
+            raise self._connection_error("Redis closed the connection") from None
         except BaseException:
             self._drop(connection)  # out of step: never reused as it is
             raise
@@ -135,17 +159,24 @@ class DirectWire:
     def _exchange(
         self, connection: Any, payload: bytes, count: int
     ) -> tuple[list[Any], bool]:
-        connection.send_packed_command([payload], check_health=False)
         sock = connection._sock
+        if sock is None:
+            connection.connect()
+            sock = connection._sock
+        if type(sock) is socket.socket and sock.gettimeout() is not None:
+            _kernel_timeout(sock)
         buffer, pos, pushed = b"", 0, False
         replies: list[Any] = []
         try:
+            sock.sendall(payload)
             while len(replies) < count:
                 try:
                     reply, pos = parse(buffer, pos)
                 except Incomplete:
                     data = sock.recv(65536)
                     if not data:
+                        if not buffer:
+                            raise _ClosedBeforeReply from None
                         raise self._connection_error(
                             "Redis closed the connection"
                         ) from None
@@ -155,33 +186,35 @@ class DirectWire:
                     pushed = True
                 else:
                     replies.append(reply)
-        except TimeoutError as exc:
-            raise self._timeout_error(f"Timeout reading from Redis: {exc}") from exc
-        except OSError as exc:
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            if not buffer:
+                raise _ClosedBeforeReply from exc
             raise self._connection_error(f"Error reading from Redis: {exc}") from exc
+        except (TimeoutError, BlockingIOError) as exc:
+            # BlockingIOError: the kernel's timeout ran out.
+            raise self._timeout_error(f"Timeout talking to Redis: {exc}") from exc
+        except OSError as exc:
+            raise self._connection_error(f"Error talking to Redis: {exc}") from exc
         if pos != len(buffer):
             raise self._connection_error("Redis sent more than was asked")
         return replies, pushed
 
-    def _take(self) -> Any:
-        if self._pid != os.getpid():
-            # A forked child: the parent's sockets are not ours to use.
-            with self._lock:
-                self._kept, self._pid = [], os.getpid()
+    def _take(self) -> tuple[Any, bool]:
+        """A connection, and whether it was kept from an earlier decision."""
         try:
-            connection = self._kept.pop()
+            return self._kept.pop(), True
         except IndexError:
-            pass
-        else:
-            if not _idle_and_open(connection):
-                # Closed by the server while kept (a restart, an idle
-                # timeout): a new socket now rather than a failed decision.
-                connection.disconnect()
-            return connection
+            return self._fresh(), False
+
+    def _fresh(self) -> Any:
         try:
             return self.pool.get_connection()
         except TypeError:  # redis-py before 5.3 and valkey want a command name
             return self.pool.get_connection("EVALSHA")
+
+    def _forget_kept(self) -> None:
+        with self._lock:
+            self._kept = []
 
     def _drop(self, connection: Any) -> None:
         connection.disconnect()
@@ -191,20 +224,36 @@ class DirectWire:
         if len(self._kept) < MAX_KEPT:
             self._kept.append(connection)
         else:
+            _client_timeout(connection)
             self.pool.release(connection)
 
 
-def _idle_and_open(connection: Any) -> bool:
-    """True when the kept connection's socket is open with nothing to read."""
+class _ClosedBeforeReply(Exception):
+    """The server closed the connection before answering a byte."""
+
+
+def _call_alive(method: weakref.WeakMethod[Any]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
+
+
+def _kernel_timeout(sock: socket.socket) -> None:
+    """Make ``sock`` blocking with its timeout kept by the kernel: a send or
+    a receive is then one system call, not a ``poll`` and the call."""
+    timeout = sock.gettimeout() or 0.0
+    seconds = int(timeout)
+    value = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    sock.settimeout(None)
+
+
+def _client_timeout(connection: Any) -> None:
+    """Hand a connection back to the pool with the client's own timeout."""
     sock = connection._sock
-    if sock is None:
-        return True  # the next send connects it
-    if isinstance(sock, ssl.SSLSocket):  # may hold decrypted bytes itself
-        return not connection.can_read(timeout=0)
-    # Readable means the server closed it or sent what nobody asked for.
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return not poller.poll(0)
+    if type(sock) is socket.socket and sock.gettimeout() is None:
+        sock.settimeout(getattr(connection, "socket_timeout", None))
 
 
 def _server_state(reply: Any) -> bool:
