@@ -12,7 +12,7 @@ import inspect
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from flask import current_app
 from werkzeug.wrappers import Response
@@ -116,8 +116,7 @@ def throttled(
     return decorator
 
 
-@dataclass(frozen=True)
-class DeferredLimit:
+class DeferredLimit(NamedTuple):
     """A ``@throttled`` rate limit: its key specs (addresses first), scope and
     limits."""
 

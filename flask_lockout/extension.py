@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Flask
+from werkzeug.wrappers import Response
 
 from . import decorators, outcome, signals
 from .config import DEFAULTS, Settings
@@ -13,6 +14,7 @@ from .errors import ConfigurationError, TooManyAttempts, set_renderer
 from .keys import KeySpec
 from .limits import Limit
 from .metrics import Metrics
+from .outcome import settle_on_response
 from .policy import LockState, Outcome
 from .responses import add_rate_limit_headers, answer_refusal, render_refusal
 from .state import AppState, current_state, send
@@ -97,7 +99,7 @@ class Lockout:
         if settings.harden_app_static and app.static_url_path:
             stamp_under(app, app.static_url_path)
         set_renderer(render_refusal)
-        app.after_request(add_rate_limit_headers)
+        app.after_request(_after_request)
         if TooManyAttempts not in app.error_handler_spec[None][429]:
             # An app that handles TooManyAttempts itself keeps its handler.
             app.register_error_handler(TooManyAttempts, answer_refusal)
@@ -287,3 +289,9 @@ class Lockout:
             return None
         state.unlock(key)
         return key
+
+
+def _after_request(response: Response) -> Response:
+    """Settle the request's attempts, then stamp the rate-limit headers: one
+    hook, as Flask looks each hook up on every request of the app."""
+    return add_rate_limit_headers(settle_on_response(response))

@@ -179,8 +179,9 @@ def _report_failure(state: AppState, guard: Guard) -> None:
 
 
 def install(app: Any) -> None:
-    """Wire the hooks into ``app``, and Flask-Login's signal when installed."""
-    app.after_request(settle_on_response)
+    """Wire the teardown hook into ``app``, and Flask-Login's signal when
+    installed (:func:`settle_on_response` runs in the extension's one
+    ``after_request`` hook)."""
     app.teardown_request(release_unsettled)
     try:
         from flask_login.signals import user_logged_in

@@ -34,7 +34,7 @@ def this_app() -> Flask:
 
 def request_state() -> dict[str, Any]:
     """This request's own dict, made on first use."""
-    environ = this_request().environ
+    environ = _cv_request.get().request.environ
     state: dict[str, Any] | None = environ.get(ENVIRON_KEY)
     if state is None:
         state = environ[ENVIRON_KEY] = {}

@@ -120,9 +120,15 @@ def key_part(identifier: str) -> str:
     Long identifiers and those containing ``{`` or ``}`` (which would break the
     Redis Cluster hash tag) are replaced by their SHA-256.
     """
-    raw = identifier.encode("utf-8", "surrogatepass")
-    if len(raw) > MAX_KEY_PART_BYTES or b"{" in raw or b"}" in raw:
-        return "sha256:" + hashlib.sha256(raw).hexdigest()
+    if (
+        "{" in identifier
+        or "}" in identifier
+        or len(identifier) * 4 > MAX_KEY_PART_BYTES
+    ):
+        # At most 4 UTF-8 bytes a character: only then is the length in doubt.
+        raw = identifier.encode("utf-8", "surrogatepass")
+        if len(raw) > MAX_KEY_PART_BYTES or b"{" in raw or b"}" in raw:
+            return "sha256:" + hashlib.sha256(raw).hexdigest()
     return identifier
 
 

@@ -130,16 +130,18 @@ class FallbackStorage(Storage):
     def _outage(self) -> StorageOutage:
         return StorageOutage(self.retry_seconds)
 
-    def _decide(self, method: str, args: tuple[Any, ...], open_answer: Any) -> Any:
+    def _decide(
+        self, method: str, args: tuple[Any, ...], open_answer: Callable[[], Any]
+    ) -> Any:
         """The primary's decision; while it is away, this process's memory
-        store's, ``open_answer`` or a 503, as the mode says."""
+        store's, ``open_answer()`` or a 503, as the mode says."""
         found = self._call(method, *args)
         if found is not _SKIPPED:
             return found
         if self.mode == "memory":
             return getattr(self.memory, method)(*args)
         if self.mode == "open":
-            return open_answer
+            return open_answer()
         raise self._outage()
 
     def _read(self, method: str, *args: Any) -> Any:
@@ -177,11 +179,10 @@ class FallbackStorage(Storage):
         refused = self._outage_locks(attempts, policy)
         if refused is not None:
             return RateLimitResult(True, 0, 0.0, limits[0].count), refused
-        allowed = RateLimitResult(True, limits[0].count, 0.0, limits[0].count)
         return self._decide(  # type: ignore[no-any-return]
             "lockout_guard",
             (limit_keys, limits, attempts, policy, token, ttl),
-            (allowed, [Reservation(True, False, 0) for _ in attempts]),
+            lambda: (_unlimited(limits), [Reservation(True, False, 0)] * len(attempts)),
         )
 
     def lockout_reserve_all(
@@ -197,7 +198,7 @@ class FallbackStorage(Storage):
         return self._decide(  # type: ignore[no-any-return]
             "lockout_reserve_all",
             (attempts, policy, token, ttl),
-            [Reservation(True, False, 0) for _ in attempts],
+            lambda: [Reservation(True, False, 0)] * len(attempts),
         )
 
     def lockout_settle_all(
@@ -209,7 +210,7 @@ class FallbackStorage(Storage):
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
         return self._decide(  # type: ignore[no-any-return]
-            "lockout_failure", (key, policy), LockState(False, 0)
+            "lockout_failure", (key, policy), lambda: LockState(False, 0)
         )
 
     def lockout_status(self, key: str, policy: LockoutConfig) -> LockState:
@@ -240,9 +241,8 @@ class FallbackStorage(Storage):
     def rate_limit_hit_many(
         self, keys: Sequence[str], limits: Sequence[Limit]
     ) -> RateLimitResult:
-        allowed = RateLimitResult(True, limits[0].count, 0.0, limits[0].count)
         return self._decide(  # type: ignore[no-any-return]
-            "rate_limit_hit_many", (keys, limits), allowed
+            "rate_limit_hit_many", (keys, limits), lambda: _unlimited(limits)
         )
 
     def rate_limit_reset(self, key: str | None = None) -> None:
@@ -254,7 +254,7 @@ class FallbackStorage(Storage):
 
     def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
         return self._decide(  # type: ignore[no-any-return]
-            "throttle_hit", (key, window_seconds), ThrottleCount(0, 0.0)
+            "throttle_hit", (key, window_seconds), lambda: ThrottleCount(0, 0.0)
         )
 
     def throttle_reset(self, key: str) -> None:
@@ -297,3 +297,8 @@ class FallbackStorage(Storage):
 
 
 _SKIPPED: Any = object()
+
+
+def _unlimited(limits: Sequence[Limit]) -> RateLimitResult:
+    """The answer of LOCKOUT_FAIL_MODE="open": allowed, the whole limit left."""
+    return RateLimitResult(True, limits[0].count, 0.0, limits[0].count)

@@ -93,6 +93,7 @@ class RedisStorage(Storage):
         self._connect_lock = threading.Lock()
         self._unavailable, self._other_errors = client_errors()
         self._direct: tuple[Any, DirectWire | None] | None = None
+        self._cluster: tuple[Any, bool] | None = None
 
     @classmethod
     def from_url(cls, uri: str, *, prefix: str = "lockout") -> RedisStorage:
@@ -163,27 +164,32 @@ class RedisStorage(Storage):
         which may live in different Cluster slots)."""
         client = self.client
         # Cluster clients refuse scripts in pipelines: one call per key there.
-        if hasattr(client, "nodes_manager"):
+        if self._on_cluster(client):
             return [self._run(name, keys, args) for name, keys, args in calls]
-        with self._translate_errors():
-            results: list[Any] = [None] * len(calls)
-            todo = list(range(len(calls)))
+        # Inline, not _translate_errors(): a context manager costs the hot
+        # path a generator per decision.
+        try:
+            results = self._send(client, calls)
             # A script flush can race the reload; a few tries outlast it.
-            for _ in range(4):
-                replies = self._send(client, [calls[i] for i in todo])
-                for i, result in zip(todo, replies, strict=True):
-                    results[i] = result
+            for _ in range(3):
                 # Only the calls the server had no script for did not run:
                 # load those and send them again, never the others twice.
-                todo = [i for i in todo if _is_noscript(results[i])]
+                todo = [i for i, result in enumerate(results) if _is_noscript(result)]
                 if not todo:
                     break
                 for name in {calls[i][0] for i in todo}:
                     client.script_load(self._script(name).script)
+                again = self._send(client, [calls[i] for i in todo])
+                for i, result in zip(todo, again, strict=True):
+                    results[i] = result
             for result in results:
                 if isinstance(result, Exception):
                     raise result
             return results
+        except self._unavailable as exc:
+            raise StorageUnavailable(f"Redis is unreachable: {exc}") from exc
+        except self._other_errors as exc:
+            raise StorageError(f"Redis failed: {exc}") from exc
 
     def _send(
         self, client: Any, calls: Sequence[tuple[str, Sequence[str], Sequence[object]]]
@@ -202,6 +208,13 @@ class RedisStorage(Storage):
                 pipe.evalsha(*parts)
             return list(pipe.execute(raise_on_error=False))
         return wire.call(calls_payload(commands), len(commands))
+
+    def _on_cluster(self, client: Any) -> bool:
+        """True for a Cluster client (looked up once, not per decision)."""
+        known = self._cluster
+        if known is None or known[0] is not client:
+            known = self._cluster = (client, hasattr(client, "nodes_manager"))
+        return known[1]
 
     def _wire(self, client: Any) -> DirectWire | None:
         """The direct path to ``client``'s server, None for other clients."""
@@ -230,7 +243,7 @@ class RedisStorage(Storage):
     ) -> list[tuple[str, list[str], list[object]]]:
         """Script calls deciding ``op`` for ``(key, spelling)`` items: one
         call for them all, or one per key on a Cluster (other slots)."""
-        if hasattr(self.client, "nodes_manager"):
+        if self._on_cluster(self.client):
             groups = [[item] for item in items]
         else:
             groups = [list(items)] if items else []
@@ -333,7 +346,7 @@ class RedisStorage(Storage):
     def rate_limit_hit_many(
         self, keys: Sequence[str], limits: Sequence[Limit]
     ) -> RateLimitResult:
-        if hasattr(self.client, "nodes_manager") and len(keys) > 1:
+        if len(keys) > 1 and self._on_cluster(self.client):
             # Cluster: keys of different hash tags cannot share a script.
             results = []
             for position, key in enumerate(keys):
@@ -376,7 +389,7 @@ class RedisStorage(Storage):
     ) -> tuple[RateLimitResult, list[Reservation]]:
         """A rate limit and a lockout reservation in one round trip; when the
         rate limit refuses, no attempt stays counted."""
-        if hasattr(self.client, "nodes_manager"):  # other slots: two calls
+        if self._on_cluster(self.client):  # other slots: two calls
             return guard_in_two_calls(
                 self, limit_keys, limits, attempts, policy, token, ttl
             )
