@@ -7,6 +7,7 @@ and parsed here and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import unicodedata
@@ -74,6 +75,16 @@ class ParsedSpec:
     source: str
     field: str = ""
     func: Callable[[], str] | None = None
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Read caches key on specs every request: hash the fields once.
+        object.__setattr__(
+            self, "_hash", hash((self.name, self.source, self.field, self.func))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def account_like(self) -> bool:
