@@ -283,7 +283,7 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     refused = [(kv, a) for kv, a in zip(keys, answers, strict=True) if not a.granted]
     if refused:
         granted = [
-            Settlement(kv.key, Outcome.RELEASE)
+            Settlement(kv.key, Outcome.RELEASE, kv.spelling, a.receipt)
             for kv, a in zip(keys, answers, strict=True)
             if a.granted
         ]

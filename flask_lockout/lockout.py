@@ -68,10 +68,14 @@ class StorageLockoutBackend:
             [AttemptKey(key)], self.policy, token, ttl
         )[0]
 
-    def settle(self, key: str, token: str, outcome: Outcome) -> tuple[bool, int] | None:
+    def settle(
+        self, key: str, token: str, outcome: Outcome, reservation: Reservation
+    ) -> tuple[bool, int] | None:
         if outcome is Outcome.SUCCESS:
             outcome = Outcome.CLEAR  # without Flask, a success clears the key
-        self.storage.lockout_settle_all([Settlement(key, outcome)], self.policy, token)
+        self.storage.lockout_settle_all(
+            [Settlement(key, outcome, "", reservation.receipt)], self.policy, token
+        )
         return None  # a failure stands as the reservation counted it
 
 
@@ -86,7 +90,9 @@ class _CheckedBackend:
         locked, retry_after = self.backend.is_locked(key)
         return Reservation(not locked, locked, retry_after)
 
-    def settle(self, key: str, token: str, outcome: Outcome) -> tuple[bool, int] | None:
+    def settle(
+        self, key: str, token: str, outcome: Outcome, reservation: Reservation
+    ) -> tuple[bool, int] | None:
         if outcome is Outcome.FAILURE:
             return self.backend.record_failure(key)
         if outcome in (Outcome.SUCCESS, Outcome.CLEAR):
@@ -237,7 +243,7 @@ class Attempt:
         if self._settled:
             raise RuntimeError("This attempt is already settled.")
         self._settled = True
-        return self._backend.settle(self.key, self._token, outcome)
+        return self._backend.settle(self.key, self._token, outcome, self._reservation)
 
     def __enter__(self) -> Attempt:
         return self

@@ -136,8 +136,13 @@ def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
         _report_failure(state, guard)
         return
     settlements = [
-        Settlement(kv.key, _per_key(outcome, guard, kv.key, kv.spelling), kv.spelling)
-        for kv in guard.keys
+        Settlement(
+            kv.key,
+            _per_key(outcome, guard, kv.key, kv.spelling),
+            kv.spelling,
+            reservation.receipt,
+        )
+        for kv, reservation in zip(guard.keys, guard.reservations, strict=True)
     ]
     try:
         state.storage.lockout_settle_all(

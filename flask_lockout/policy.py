@@ -204,17 +204,24 @@ class LockState(NamedTuple):
     lock_number: int = 0
 
 
+#: What a store hands back with a reservation to give it back later (the
+#: Redis store's state before it); opaque to everything else.
+Receipt = str | bytes
+
+
 class Reservation(NamedTuple):
     """The answer to a request for one verification attempt.
 
     A granted attempt is already counted as a failure; ``locked`` then says
     that this failure locked the key, for ``retry_after`` seconds. A refused
-    one (``granted`` false) found the key locked.
+    one (``granted`` false) found the key locked. ``receipt`` goes back to
+    the store with the settlement.
     """
 
     granted: bool
     locked: bool
     retry_after: int
+    receipt: Receipt = ""
 
 
 #: Spellings remembered per key for forgiveness; more share one bucket that a

@@ -312,9 +312,11 @@ def test_huge_failure_counts_on_memory(clock: FakeClock) -> None:
 
 def settle(backend: Backend, key: str, spelling: str, outcome: Outcome) -> None:
     policy = LockoutConfig(max_failures=20)
-    backend.storage.lockout_reserve_all([AttemptKey(key, spelling)], policy, "t", 30)
+    [reserved] = backend.storage.lockout_reserve_all(
+        [AttemptKey(key, spelling)], policy, "t", 30
+    )
     backend.storage.lockout_settle_all(
-        [Settlement(key, outcome, spelling)], policy, "t"
+        [Settlement(key, outcome, spelling, reserved.receipt)], policy, "t"
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import NamedTuple, Protocol
 
 from ..limits import Limit, RateLimitResult
-from ..policy import LockoutConfig, LockState, Outcome, Reservation
+from ..policy import LockoutConfig, LockState, Outcome, Receipt, Reservation
 
 #: Identifiers longer than this many UTF-8 bytes are hashed before they become
 #: part of a storage key, so hostile input cannot grow keys without bound.
@@ -35,11 +35,13 @@ class AttemptKey(NamedTuple):
 
 
 class Settlement(NamedTuple):
-    """How a reserved attempt ends on one key."""
+    """How a reserved attempt ends on one key, with its reservation's
+    receipt."""
 
     key: str
     outcome: Outcome
     spelling: str = ""
+    receipt: Receipt = ""
 
 
 class LockoutStorage(Protocol):

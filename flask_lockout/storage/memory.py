@@ -278,7 +278,7 @@ class MemoryStorage(Storage):
     ) -> None:
         with self._lock:
             now = self.clock()
-            for key, outcome, spelling in settlements:
+            for key, outcome, spelling, _ in settlements:
                 if outcome is Outcome.FAILURE:
                     continue
                 if outcome is Outcome.CLEAR:

@@ -18,7 +18,14 @@ from typing import Any
 
 from ..errors import StorageError, StorageUnavailable
 from ..limits import Limit, RateLimitResult
-from ..policy import MAX_SPELLINGS, LockoutConfig, LockState, Outcome, Reservation
+from ..policy import (
+    MAX_SPELLINGS,
+    LockoutConfig,
+    LockState,
+    Outcome,
+    Receipt,
+    Reservation,
+)
 from .base import (
     AttemptKey,
     Settlement,
@@ -240,36 +247,30 @@ class RedisStorage(Storage):
         policy: LockoutConfig,
         token: str = "",
         ttl_ms: int = 0,
+        receipts: Sequence[Receipt] = (),
     ) -> list[tuple[str, list[str], list[object]]]:
-        """Script calls deciding ``op`` for ``(key, spelling)`` items: one
-        call for them all, or one per key on a Cluster (other slots)."""
+        """Script calls deciding ``op`` for ``(key, spelling)`` items, with
+        the receipts of the attempts they give back: one call for them all,
+        or one per key on a Cluster (other slots)."""
         if self._on_cluster(self.client):
-            groups = [[item] for item in items]
+            groups = [[i] for i in range(len(items))]
         else:
-            groups = [list(items)] if items else []
+            groups = [list(range(len(items)))] if items else []
+        head: list[object] = [op, *_policy_args(policy), token, ttl_ms, MAX_SPELLINGS]
         return [
             (
                 "lockout",
-                [name for key, _ in group for name in self._lockout_keys(key)],
-                [op, *_policy_args(policy), token, ttl_ms, MAX_SPELLINGS]
-                + [spelling for _, spelling in group],
+                [self.storage_key(items[i][0], "lock") for i in group],
+                head
+                + [items[i][1] for i in group]
+                + ([receipts[i] for i in group] if receipts else []),
             )
             for group in groups
         ]
 
-    def _lockout_run(
-        self, calls: Sequence[tuple[str, list[str], list[object]]]
-    ) -> list[int]:
-        """The integers ``calls`` answered, every key's in turn."""
-        return [n for reply in self._run_many(calls) for n in _integers(reply)]
-
-    def _lockout_keys(self, key: str) -> tuple[str, str]:
-        return self.storage_key(key, "lock"), self.storage_key(key, "pending")
-
     def _lockout(self, op: str, key: str, policy: LockoutConfig) -> LockState:
-        locked, retry, failures, number = self._lockout_run(
-            self._lockout_calls(op, [(key, "")], policy)
-        )
+        [reply] = self._run_many(self._lockout_calls(op, [(key, "")], policy))
+        locked, retry, failures, number = _integers(reply)
         return LockState(bool(locked), retry, failures, number)
 
     def lockout_reserve_all(
@@ -282,19 +283,25 @@ class RedisStorage(Storage):
         calls = self._lockout_calls(
             "reserve", attempts, policy, token, max(1, _ms(ttl))
         )
-        return _reservations(self._lockout_run(calls))
+        reservations = []
+        for reply in self._run_many(calls):
+            numbers, receipts = _receipted(reply)
+            reservations += _reservations(numbers, receipts)
+        return reservations
 
     def lockout_settle_all(
         self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
     ) -> None:
-        by_op: dict[str, list[tuple[str, str]]] = {}
-        for key, outcome, spelling in settlements:
+        by_op: dict[str, tuple[list[tuple[str, str]], list[Receipt]]] = {}
+        for key, outcome, spelling, receipt in settlements:
             if outcome is not Outcome.FAILURE:  # already counted when reserved
-                by_op.setdefault(outcome.value, []).append((key, spelling))
+                items, receipts = by_op.setdefault(outcome.value, ([], []))
+                items.append((key, spelling))
+                receipts.append(receipt)
         calls = [
             call
-            for op, items in by_op.items()
-            for call in self._lockout_calls(op, items, policy, token)
+            for op, (items, receipts) in by_op.items()
+            for call in self._lockout_calls(op, items, policy, token, 0, receipts)
         ]
         if calls:
             self._run_many(calls)
@@ -311,7 +318,7 @@ class RedisStorage(Storage):
     def lockout_reset(self, key: str) -> None:
         client = self.client
         with self._translate_errors():
-            client.delete(*self._lockout_keys(key))
+            client.delete(self.storage_key(key, "lock"))
 
     def lockout_keys(self) -> Iterator[str]:
         client = self.client
@@ -406,11 +413,11 @@ class RedisStorage(Storage):
                 )
             ]
         )
-        numbers = _integers(reply)
+        numbers, receipts = _receipted(reply)
         result = _rate_limit_result(numbers[:6])
         if not result.allowed:  # nothing was reserved
             return result, []
-        return result, _reservations(numbers[6:])
+        return result, _reservations(numbers[6:], receipts)
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         if key is None:
@@ -491,12 +498,25 @@ def _integers(reply: bytes | str) -> list[int]:
     return [int(word) for word in reply.split()]
 
 
-def _reservations(numbers: Sequence[int]) -> list[Reservation]:
+def _receipted(reply: bytes | str) -> tuple[list[int], list[Receipt]]:
+    """A reservation's reply: its integers, and the receipts after them
+    (``;``-separated, kept as they came: they go back as they are)."""
+    parts: list[Receipt] = list(
+        reply.split(b";") if isinstance(reply, bytes) else reply.split(";")
+    )
+    return _integers(parts[0]), parts[1:]
+
+
+def _reservations(
+    numbers: Sequence[int], receipts: Sequence[Receipt]
+) -> list[Reservation]:
     """The lockout script's reserve replies: granted, locked, retry seconds,
-    for each key in turn."""
+    for each key in turn, and the receipt that gives each back."""
     return [
-        Reservation(bool(numbers[i]), bool(numbers[i + 1]), numbers[i + 2])
-        for i in range(0, len(numbers), 3)
+        Reservation(
+            bool(numbers[3 * k]), bool(numbers[3 * k + 1]), numbers[3 * k + 2], receipt
+        )
+        for k, receipt in enumerate(receipts)
     ]
 
 

@@ -1,24 +1,21 @@
 -- Login lockout on Redis server time; mirrors flask_lockout.policy.LockRecord.
--- KEYS, in pairs, one pair per key of the decision (all in one Cluster slot
--- when there is more than one pair):
---   state hash: f failures in window, ws window start, n lock number,
---     lu locked until, lf last failure, t failures since clean, g until when
---     the no-verdict give-back is used up (times in ms), ps the next pending
---     slot, v the token of the reservation that wrote the state last ("" when
---     another operation did), and s:<spelling> failures per typed spelling;
---   pending attempts: a ring of PENDING_SLOTS fields r0, r1, ... holding
---     "token seq expires spelling locked f ws n lu lf t", the state before
---     the reservation and whether it locked. A failed attempt is never
---     settled, so without the ring an attack would grow this hash by one
---     field per request; past the ring the oldest is forgotten and that
---     attempt simply stays counted.
+-- KEYS: one state hash per key of the decision (all in one Cluster slot when
+-- there is more than one): f failures in window, ws window start, n lock
+-- number, lu locked until, lf last failure, t failures since clean, g until
+-- when the no-verdict give-back is used up (times in ms), v the token of the
+-- reservation that wrote the state last ("" when another operation did),
+-- and s:<spelling> failures per typed spelling.
 -- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
 --       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
---       max_spellings, then one spelling per pair ("" for none).
--- Returns the replies of every pair in one string of integers: reserve
--- "granted locked retry_seconds", the others "locked retry_seconds failures
--- lock_number". A reserved attempt counts as a failure at once; release and
--- success give it back, so a wrong password costs one call.
+--       max_spellings, then one spelling per key ("" for none), then for
+--       release, unknown and success one receipt per key.
+-- A reserved attempt counts as a failure at once; release and success give
+-- it back, so a wrong password costs one call and writes nothing else. To
+-- give it back, the caller hands in the receipt the reservation returned:
+-- "expires locked f ws n lu lf t", the state before it and whether it locked.
+-- Returns every key's reply in one string of integers: reserve "granted
+-- locked retry_seconds" then ";" and the receipts, separated by ";"; the
+-- others "locked retry_seconds failures lock_number".
 if redis.replicate_commands then redis.replicate_commands() end
 local op = ARGV[1]
 if op == 'clear' then
@@ -35,14 +32,15 @@ local token = ARGV[9]
 local ttl_ms = tonumber(ARGV[10])
 local max_spellings = tonumber(ARGV[11])
 
-local PENDING_SLOTS = 16
+-- Fields of the state hash besides the spellings.
+local STATE_FIELDS = 8
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local function decide(state_key, pending_key, spelling)
+local function decide(state_key, spelling, receipt)
   local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g',
-    'ps', 'v')
+    'v')
   local f = tonumber(h[1]) or 0
   local ws = tonumber(h[2]) or 0
   local n = tonumber(h[3]) or 0
@@ -50,10 +48,9 @@ local function decide(state_key, pending_key, spelling)
   local lf = tonumber(h[5]) or 0
   local total = tonumber(h[6]) or 0
   local g = tonumber(h[7]) or 0
-  local ps = tonumber(h[8]) or 0
   -- Who wrote the state last: a reservation that finds its own token there
   -- knows that nothing came after it. What this call writes goes in writer.
-  local last_writer, writer = h[9] or '', ''
+  local last_writer, writer = h[8] or '', ''
   if g <= now then g = 0 end
 
   local function state_expires()
@@ -62,7 +59,7 @@ local function decide(state_key, pending_key, spelling)
     return 0
   end
 
-  -- The state as stored, for a reservation's record: no numbers to format.
+  -- The state as stored, for a reservation's receipt: no numbers to format.
   local stored = nil
   if h[1] then
     stored = table.concat({h[1], h[2] or '0', h[3] or '0', h[4] or '0',
@@ -112,7 +109,7 @@ local function decide(state_key, pending_key, spelling)
       return
     end
     redis.call('HSET', state_key, 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
-      't', total, 'g', g, 'ps', ps, 'v', writer)
+      't', total, 'g', g, 'v', writer)
     -- The key keeps its TTL when its expiry did not move.
     if expires ~= had_expiry then
       redis.call('PEXPIREAT', state_key, expires)
@@ -126,7 +123,7 @@ local function decide(state_key, pending_key, spelling)
     local field = 's:' .. name
     local value = redis.call('HINCRBY', state_key, field, count)
     if value == count and (count < 0
-        or redis.call('HLEN', state_key) - 8 > max_spellings) then
+        or redis.call('HLEN', state_key) - STATE_FIELDS > max_spellings) then
       redis.call('HDEL', state_key, field)
       field = 's:~'
       value = redis.call('HINCRBY', state_key, field, count)
@@ -153,40 +150,28 @@ local function decide(state_key, pending_key, spelling)
     add_spelling(spelling, 1)
   end
 
-  -- Give a pending attempt back: exactly, when nothing came after it; else one
-  -- failure, unless a lock came since (then it stays counted).
+  -- Give a reserved attempt back: exactly, when nothing came after it; else
+  -- one failure, unless a lock came since (then it stays counted).
   local function release(once)
-    -- The token's latest record (a token reserved again replaces its own).
-    local raw, latest, mine = nil, -1, {}
-    local ring = redis.call('HGETALL', pending_key)
-    local mark = token .. ' '
-    for i = 2, #ring, 2 do
-      if string.sub(ring[i], 1, #mark) == mark then
-        local seq, record = string.match(ring[i], '^%S+ (%S+) (.*)$')
-        if tonumber(seq) > latest then raw, latest = record, tonumber(seq) end
-        mine[#mine + 1] = ring[i - 1]
-      end
-    end
-    if not raw then return end
-    redis.call('HDEL', pending_key, unpack(mine))
+    if not receipt or receipt == '' then return end
     local p = {}
-    for word in string.gmatch(raw, '%S+') do p[#p + 1] = word end
-    if tonumber(p[1]) <= now then return end
+    for word in string.gmatch(receipt, '%S+') do p[#p + 1] = word end
+    if tonumber(p[1]) <= now then return end  -- it outlived its view
     if once then
       -- A view that ran and failed: one give-back per key and window, and
       -- never one that would undo the lock this attempt set.
-      if g > now or p[3] == '1' then return end
+      if g > now or p[2] == '1' then return end
       g = now + window_ms
     end
     if last_writer == token then
-      f, ws, n = tonumber(p[4]), tonumber(p[5]), tonumber(p[6])
-      lu, lf, total = tonumber(p[7]), tonumber(p[8]), tonumber(p[9])
-    elseif n == tonumber(p[6]) and f > 0 then
+      f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
+      lu, lf, total = tonumber(p[6]), tonumber(p[7]), tonumber(p[8])
+    elseif n == tonumber(p[5]) and f > 0 then
       f, total = f - 1, total - 1
     else
       return
     end
-    add_spelling(p[2], -1)
+    add_spelling(spelling, -1)
   end
 
   if op == 'status' then
@@ -200,23 +185,17 @@ local function decide(state_key, pending_key, spelling)
   end
 
   if op == 'reserve' then
-    if lu > now then return string.format('0 1 %d', retry_after()) end
+    if lu > now then return string.format('0 1 %d', retry_after()), '' end
     local lock_before = n
     count_failure()
-    local seq = ps
-    ps = ps + 1
     writer = token
     save()
-    local name = spelling
-    if name == '' then name = '-' end
     local locked = 0
     if n > lock_before then locked = 1 end
-    redis.call('HSET', pending_key, 'r' .. (seq % PENDING_SLOTS),
-      string.format('%s %d %d %s %d %s', token, seq, now + ttl_ms, name, locked,
-        stored or '0 0 0 0 0 0'))
-    redis.call('PEXPIRE', pending_key, ttl_ms)
-    if lu > now then return string.format('1 1 %d', retry_after()) end
-    return '1 0 0'
+    local issued = string.format('%d %d ', now + ttl_ms, locked)
+      .. (stored or '0 0 0 0 0 0')
+    if lu > now then return string.format('1 1 %d', retry_after()), issued end
+    return '1 0 0', issued
   end
 
   if op == 'unlock' then
@@ -257,10 +236,13 @@ local function decide(state_key, pending_key, spelling)
   return redis.error_reply('unknown lockout operation ' .. tostring(op))
 end
 
-local replies = {}
-for i = 1, #KEYS, 2 do
-  local reply = decide(KEYS[i], KEYS[i + 1], ARGV[11 + (i + 1) / 2])
+local replies, receipts = {}, {}
+for i = 1, #KEYS do
+  local reply, issued = decide(KEYS[i], ARGV[11 + i], ARGV[11 + #KEYS + i])
   if type(reply) == 'table' then return reply end  -- an error reply
-  replies[#replies + 1] = reply
+  replies[i], receipts[i] = reply, issued
+end
+if op == 'reserve' then
+  return table.concat(replies, ' ') .. ';' .. table.concat(receipts, ';')
 end
 return table.concat(replies, ' ')
