@@ -342,3 +342,6 @@ def test_spellings_past_the_cap_are_never_forgiven(backend: Backend) -> None:
     assert failures(backend, "k") == MAX_SPELLINGS + 2  # counted with the others
     settle(backend, "k", "s0", Outcome.SUCCESS)
     assert failures(backend, "k") == MAX_SPELLINGS + 1
+    # The last spelling within the cap is remembered as its own.
+    settle(backend, "k", f"s{MAX_SPELLINGS - 1}", Outcome.SUCCESS)
+    assert failures(backend, "k") == MAX_SPELLINGS
