@@ -42,7 +42,11 @@ latency medians, statuses summed over rounds, Redis script calls and
 commands per request, and where the CPU went: the server's gunicorn workers
 (/proc, user + system) and Redis (INFO cpu; any other client of the same
 Redis shows up there too), in microseconds per request. On a 2-core
-machine that sum, plus wrk's share, is what bounds the throughput.
+machine that sum, plus wrk's share, is what bounds the throughput. Last,
+waits/req: how often a worker thread gave up the CPU to wait, per request
+(voluntary context switches, /proc): every blocking call, and under load
+nearly every call that releases the GIL, which another thread takes, so
+that the caller waits to get it back.
 """
 
 from __future__ import annotations
@@ -233,17 +237,25 @@ def script_calls(stats: dict[str, dict[str, int]]) -> tuple[int, int]:
     return scripts, total
 
 
-def worker_cpu_seconds(server: Server) -> float:
-    """CPU seconds (user + system) the gunicorn workers of ``server`` used."""
+def worker_cpu_seconds(server: Server) -> tuple[float, int]:
+    """CPU seconds (user + system) the gunicorn workers of ``server`` used,
+    and how often their threads gave up the CPU to wait (voluntary context
+    switches: a blocking call, or waiting for the GIL)."""
     assert server.process is not None
-    ticks = 0
+    ticks = switches = 0
     children = f"/proc/{server.process.pid}/task/{server.process.pid}/children"
     with open(children) as handle:
         for pid in handle.read().split():
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+            for thread in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{thread}/status") as status:
+                    found = re.search(
+                        r"^voluntary_ctxt_switches:\s+(\d+)", status.read(), re.M
+                    )
+                switches += int(found.group(1)) if found else 0
+    return ticks / os.sysconf("SC_CLK_TCK"), switches
 
 
 def redis_cpu_seconds(admin: redis.Redis) -> float:
@@ -269,7 +281,8 @@ def measure(
             "p99": _ms(_find(r"99%\s+([\d.]+\w+)", out)),
             "scripts": (after[0] - before[0]) / requests,
             "commands": (after[1] - before[1]) / requests,
-            "worker_us": (cpu_after[0] - cpu_before[0]) / requests * 1e6,
+            "worker_us": (cpu_after[0][0] - cpu_before[0][0]) / requests * 1e6,
+            "switches": (cpu_after[0][1] - cpu_before[0][1]) / requests,
             "redis_us": (cpu_after[1] - cpu_before[1]) / requests * 1e6,
         }
     )
@@ -392,7 +405,7 @@ def report(servers: list[Server], args: argparse.Namespace, elapsed: float) -> N
         f"{'scenario':<22} {'req/s median [min-max]':>24} {'x bare':>18}"
         f" {'x Flask-Limiter':>18} {'p50 ms':>7} {'p99 ms':>7}"
         f" {'scripts/req':>11} {'cmds/req':>8} {'CPU µs/req: app':>15}"
-        f" {'Redis':>5}  statuses"
+        f" {'Redis':>5} {'waits/req':>9}  statuses"
     )
     print(header)
     for server in servers:
@@ -414,6 +427,7 @@ def report(servers: list[Server], args: argparse.Namespace, elapsed: float) -> N
             f" {statistics.median(r['commands'] for r in server.runs):8.2f}"
             f" {statistics.median(r['worker_us'] for r in server.runs):15.0f}"
             f" {statistics.median(r['redis_us'] for r in server.runs):5.0f}"
+            f" {statistics.median(r['switches'] for r in server.runs):9.1f}"
             f"  {statuses}{flag}"
         )
     print("lockout state of 127.0.0.1 (the ip key) after the rounds:")
