@@ -34,18 +34,21 @@ def reservation_token() -> str:
     A random prefix per process and a counter, not ``secrets`` per call:
     ``os.urandom`` is a system call that lets go of the GIL, and under load
     every such call can cost a wait for it."""
-    return f"{_token_prefix}{next(_token_counter):x}"
+    source = _token_source
+    if os.getpid() != source[0]:
+        # A forked child (also where no fork hooks run, as under uWSGI)
+        # must not repeat its parent's tokens.
+        source = _new_token_source()
+    return f"{source[1]}{next(source[2]):x}"
 
 
-def _new_token_source() -> None:
-    global _token_prefix, _token_counter
-    _token_prefix, _token_counter = secrets.token_hex(8), itertools.count()
+def _new_token_source() -> tuple[int, str, itertools.count[int]]:
+    global _token_source
+    _token_source = (os.getpid(), secrets.token_hex(8), itertools.count())
+    return _token_source
 
 
-_token_prefix, _token_counter = "", itertools.count()
-_new_token_source()
-# A forked child must not repeat its parent's tokens.
-os.register_at_fork(after_in_child=_new_token_source)
+_token_source: tuple[int, str, itertools.count[int]] = (0, "", itertools.count())
 
 
 def whole_seconds(seconds: float) -> int:

@@ -4,6 +4,8 @@ decisions that stay correct when the server closes them or the process forks."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 from typing import Any
 
 import pytest
@@ -11,8 +13,8 @@ import redis
 
 from flask_lockout import LockoutConfig, RedisStorage, StorageUnavailable
 from flask_lockout.limits import as_limits
+from flask_lockout.policy import reservation_token
 from flask_lockout.storage.wire import (
-    MAX_KEPT,
     DirectWire,
     ErrorReply,
     Incomplete,
@@ -124,22 +126,67 @@ def test_a_kept_connection_the_server_closed_costs_no_decision(
 
 
 @pytest.mark.redis
-def test_a_connection_goes_back_to_the_pool_as_the_client_made_it(
-    redis_server: str, redis_prefix: str
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
+def test_a_frozen_server_times_out_even_while_signals_interrupt_the_wait(
+    need_redis_server_binary: None,
 ) -> None:
-    storage = RedisStorage.from_url(redis_server, prefix=redis_prefix)
-    storage.lockout_failure("k", POLICY)
-    wire = storage._wire(storage.client)
-    assert wire is not None
-    connection = wire._kept.pop()
-    # Kept by the store: blocking, its timeout kept by the kernel.
-    assert connection._sock.gettimeout() is None
-    wire._kept = [object()] * MAX_KEPT
-    wire._keep(connection)  # one too many: back to the pool
-    wire._kept = []
-    assert connection._sock.gettimeout() == connection.socket_timeout > 0
-    assert storage.client.ping()  # the client's own commands on it still work
-    assert storage.lockout_failure("k", POLICY).failures == 2
+    with private_redis() as server:
+        storage = RedisStorage.from_url(server.url)  # socket timeout 0.5 s
+        storage.lockout_failure("k", POLICY)  # a kept connection
+        # A signal every 0.1 s, as a timer or a sampling profiler sends them:
+        # each must not start the timeout over.
+        previous = signal.signal(signal.SIGALRM, lambda *_: None)
+        signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+        server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable):
+                storage.lockout_failure("k", POLICY)
+            waited = time.monotonic() - started
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            server.resume()
+    assert 0.4 <= waited < 1.5
+
+
+def test_a_failed_retry_gives_the_closed_connection_back_once() -> None:
+    released: list[object] = []
+
+    class Pool:
+        def release(self, connection: object) -> None:
+            released.append(connection)
+
+        def get_connection(self) -> object:
+            raise ConnectionError("refused")
+
+    wire = DirectWire(Pool(), (ConnectionError, TimeoutError))
+    closed = TrickleConnection(b"")  # closed by the server while kept
+    wire._kept = [closed]
+    with pytest.raises(ConnectionError, match="refused"):
+        wire.call(b"", 1)
+    # Released twice, another thread could take it while it is in use.
+    assert released == [closed] and closed.disconnected
+
+
+def test_a_forked_worker_drops_its_parents_connections_without_fork_hooks() -> None:
+    fresh = object()
+    pool = type("Pool", (), {"get_connection": lambda self: fresh})()
+    wire = DirectWire(pool, (ConnectionError, TimeoutError))
+    wire._kept = [object()]
+    wire._pid = -1  # as in a child forked where no fork hooks ran (uWSGI)
+    assert wire._take() == (fresh, False)
+    assert wire._kept == []
+
+
+def test_reservation_tokens_are_unique_across_forked_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = reservation_token()
+    prefix = first[:16]
+    assert reservation_token()[:16] == prefix  # one process: one prefix
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # a child, no fork hooks
+    assert reservation_token()[:16] != prefix
 
 
 @pytest.mark.redis

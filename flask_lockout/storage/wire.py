@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,43 +102,45 @@ class DirectWire:
     :param errors: the client's ``(ConnectionError, TimeoutError)`` classes,
         raised in place of socket errors, as the client itself would.
 
-    A decision makes two system calls, a send and a receive. Under load each
-    call that lets go of the GIL may hand it to another thread and wait to
-    get it back, which costs more than the call itself. So a kept connection
-    is not polled before use (a connection the server closed shows in the
-    exchange, and the command goes once more on a fresh one), and a plain
-    socket's timeout is kept by the kernel (``SO_RCVTIMEO``), not by a
-    ``poll`` before every send and receive.
+    Under load, every call that lets go of the GIL may hand it to another
+    thread and wait to get it back, which costs more than the call itself.
+    So a decision makes three system calls: the command goes out in one
+    ``write`` (no ``poll`` before it), and the reply comes back through the
+    socket's own timeout (a ``poll`` and a ``recv``, whose deadline holds
+    even when signals interrupt the wait). A kept connection is not polled
+    before use either: one the server has closed shows as a reply that never
+    began, and the command goes once more on a fresh connection.
     """
 
     def __init__(self, pool: Any, errors: tuple[type[Exception], type[Exception]]):
         self.pool = pool
         self._connection_error, self._timeout_error = errors
         self._kept: list[Any] = []
+        self._pid = os.getpid()
         self._lock = threading.Lock()
-        # A forked child must never read its parent's replies.
-        forget = weakref.WeakMethod(self._forget_kept)
-        os.register_at_fork(after_in_child=lambda: _call_alive(forget))
 
     def call(self, payload: bytes, count: int) -> list[Any]:
         """Write ``payload`` and read ``count`` replies; an error reply comes
         back as the exception the client would raise for it."""
         connection, kept = self._take()
         try:
+            replies, pushed = self._exchange(connection, payload, count)
+        except _ClosedBeforeReply:
+            self._drop(connection)
+            if not kept:
+                raise self._connection_error("Redis closed the connection") from None
+            # Closed while kept (a restart, an idle timeout, CLIENT KILL) and
+            # no answer began: send it once more, on a fresh one. Had the
+            # server run it before closing, it counts twice: the safe way.
+            connection = self._fresh()
             try:
                 replies, pushed = self._exchange(connection, payload, count)
             except _ClosedBeforeReply:
-                if not kept:
-                    raise
-                # Closed while kept (a restart, an idle timeout, CLIENT KILL)
-                # and no answer began: send it once more, on a fresh one. Had
-                # the server run it before closing, it counts twice: safe.
                 self._drop(connection)
-                connection = self._fresh()
-                replies, pushed = self._exchange(connection, payload, count)
-        except _ClosedBeforeReply:
-            self._drop(connection)
-            raise self._connection_error("Redis closed the connection") from None
+                raise self._connection_error("Redis closed the connection") from None
+            except BaseException:
+                self._drop(connection)
+                raise
         except BaseException:
             self._drop(connection)  # out of step: never reused as it is
             raise
@@ -163,12 +163,10 @@ class DirectWire:
         if sock is None:
             connection.connect()
             sock = connection._sock
-        if type(sock) is socket.socket and sock.gettimeout() is not None:
-            _kernel_timeout(sock)
         buffer, pos, pushed = b"", 0, False
         replies: list[Any] = []
         try:
-            sock.sendall(payload)
+            _send(sock, payload)
             while len(replies) < count:
                 try:
                     reply, pos = parse(buffer, pos)
@@ -190,9 +188,8 @@ class DirectWire:
             if not buffer:
                 raise _ClosedBeforeReply from exc
             raise self._connection_error(f"Error reading from Redis: {exc}") from exc
-        except (TimeoutError, BlockingIOError) as exc:
-            # BlockingIOError: the kernel's timeout ran out.
-            raise self._timeout_error(f"Timeout talking to Redis: {exc}") from exc
+        except TimeoutError as exc:
+            raise self._timeout_error(f"Timeout reading from Redis: {exc}") from exc
         except OSError as exc:
             raise self._connection_error(f"Error talking to Redis: {exc}") from exc
         if pos != len(buffer):
@@ -201,6 +198,11 @@ class DirectWire:
 
     def _take(self) -> tuple[Any, bool]:
         """A connection, and whether it was kept from an earlier decision."""
+        if self._pid != os.getpid():
+            # A forked child (also where no fork hooks run, as under uWSGI):
+            # the parent's sockets are not ours to use.
+            with self._lock:
+                self._kept, self._pid = [], os.getpid()
         try:
             return self._kept.pop(), True
         except IndexError:
@@ -212,10 +214,6 @@ class DirectWire:
         except TypeError:  # redis-py before 5.3 and valkey want a command name
             return self.pool.get_connection("EVALSHA")
 
-    def _forget_kept(self) -> None:
-        with self._lock:
-            self._kept = []
-
     def _drop(self, connection: Any) -> None:
         connection.disconnect()
         self.pool.release(connection)
@@ -224,7 +222,6 @@ class DirectWire:
         if len(self._kept) < MAX_KEPT:
             self._kept.append(connection)
         else:
-            _client_timeout(connection)
             self.pool.release(connection)
 
 
@@ -232,28 +229,18 @@ class _ClosedBeforeReply(Exception):
     """The server closed the connection before answering a byte."""
 
 
-def _call_alive(method: weakref.WeakMethod[Any]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()
-
-
-def _kernel_timeout(sock: socket.socket) -> None:
-    """Make ``sock`` blocking with its timeout kept by the kernel: a send or
-    a receive is then one system call, not a ``poll`` and the call."""
-    timeout = sock.gettimeout() or 0.0
-    seconds = int(timeout)
-    value = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-    sock.settimeout(None)
-
-
-def _client_timeout(connection: Any) -> None:
-    """Hand a connection back to the pool with the client's own timeout."""
-    sock = connection._sock
-    if type(sock) is socket.socket and sock.gettimeout() is None:
-        sock.settimeout(getattr(connection, "socket_timeout", None))
+def _send(sock: Any, payload: bytes) -> None:
+    """Write ``payload``: a plain socket in one ``write``, without the
+    ``poll`` that ``sendall`` makes first on a socket with a timeout."""
+    if type(sock) is socket.socket:
+        try:
+            sent = os.write(sock.fileno(), payload)
+        except BlockingIOError:  # a full send buffer: wait as the socket says
+            sent = 0
+        if sent == len(payload):
+            return
+        payload = payload[sent:]
+    sock.sendall(payload)
 
 
 def _server_state(reply: Any) -> bool:

@@ -2,9 +2,8 @@
 -- KEYS: one state hash per key of the decision (all in one Cluster slot when
 -- there is more than one): f failures in window, ws window start, n lock
 -- number, lu locked until, lf last failure, t failures since clean, g until
--- when the no-verdict give-back is used up (times in ms), v the token of the
--- reservation that wrote the state last ("" when another operation did),
--- and s:<spelling> failures per typed spelling.
+-- when the no-verdict give-back is used up (times in ms), and s:<spelling>
+-- failures per typed spelling.
 -- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
 --       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
 --       max_spellings, then one spelling per key ("" for none), then for
@@ -12,7 +11,8 @@
 -- A reserved attempt counts as a failure at once; release and success give
 -- it back, so a wrong password costs one call and writes nothing else. To
 -- give it back, the caller hands in the receipt the reservation returned:
--- "expires locked f ws n lu lf t", the state before it and whether it locked.
+-- "expires locked f ws n lu lf t f ws n lu lf t", whether it locked and the
+-- state before and after it.
 -- Returns every key's reply in one string of integers: reserve "granted
 -- locked retry_seconds" then ";" and the receipts, separated by ";"; the
 -- others "locked retry_seconds failures lock_number".
@@ -33,14 +33,13 @@ local ttl_ms = tonumber(ARGV[10])
 local max_spellings = tonumber(ARGV[11])
 
 -- Fields of the state hash besides the spellings.
-local STATE_FIELDS = 8
+local STATE_FIELDS = 7
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local function decide(state_key, spelling, receipt)
-  local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g',
-    'v')
+  local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g')
   local f = tonumber(h[1]) or 0
   local ws = tonumber(h[2]) or 0
   local n = tonumber(h[3]) or 0
@@ -48,9 +47,6 @@ local function decide(state_key, spelling, receipt)
   local lf = tonumber(h[5]) or 0
   local total = tonumber(h[6]) or 0
   local g = tonumber(h[7]) or 0
-  -- Who wrote the state last: a reservation that finds its own token there
-  -- knows that nothing came after it. What this call writes goes in writer.
-  local last_writer, writer = h[8] or '', ''
   if g <= now then g = 0 end
 
   local function state_expires()
@@ -59,7 +55,7 @@ local function decide(state_key, spelling, receipt)
     return 0
   end
 
-  -- The state as stored, for a reservation's receipt: no numbers to format.
+  -- The state as stored, for a reservation's receipt (strings, not formatted).
   local stored = nil
   if h[1] then
     stored = table.concat({h[1], h[2] or '0', h[3] or '0', h[4] or '0',
@@ -69,7 +65,7 @@ local function decide(state_key, spelling, receipt)
     -- Clean again: drop the old spellings with the rest, not the give-back.
     redis.call('DEL', state_key)
     f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
-    stored, last_writer = nil, ''
+    stored = nil
     if g > 0 then
       redis.call('HSET', state_key, 'g', g)
       redis.call('PEXPIREAT', state_key, g)
@@ -109,7 +105,7 @@ local function decide(state_key, spelling, receipt)
       return
     end
     redis.call('HSET', state_key, 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
-      't', total, 'g', g, 'v', writer)
+      't', total, 'g', g)
     -- The key keeps its TTL when its expiry did not move.
     if expires ~= had_expiry then
       redis.call('PEXPIREAT', state_key, expires)
@@ -163,7 +159,12 @@ local function decide(state_key, spelling, receipt)
       if g > now or p[2] == '1' then return end
       g = now + window_ms
     end
-    if last_writer == token then
+    -- Nothing came after it when the state is still as it left it (a
+    -- comparison of what is stored: a deployment's older workers write
+    -- this state too).
+    if tonumber(p[9]) == f and tonumber(p[10]) == ws and tonumber(p[11]) == n
+        and tonumber(p[12]) == lu and tonumber(p[13]) == lf
+        and tonumber(p[14]) == total then
       f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
       lu, lf, total = tonumber(p[6]), tonumber(p[7]), tonumber(p[8])
     elseif n == tonumber(p[5]) and f > 0 then
@@ -188,12 +189,12 @@ local function decide(state_key, spelling, receipt)
     if lu > now then return string.format('0 1 %d', retry_after()), '' end
     local lock_before = n
     count_failure()
-    writer = token
     save()
     local locked = 0
     if n > lock_before then locked = 1 end
     local issued = string.format('%d %d ', now + ttl_ms, locked)
       .. (stored or '0 0 0 0 0 0')
+      .. string.format(' %d %d %d %d %d %d', f, ws, n, lu, lf, total)
     if lu > now then return string.format('1 1 %d', retry_after()), issued end
     return '1 0 0', issued
   end
