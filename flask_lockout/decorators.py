@@ -1,8 +1,9 @@
 """``@throttled`` and ``@lockout_on_failure`` for sync, async and class-based views.
 
 Both act before the view. ``lockout_on_failure`` reserves one attempt on
-every key (counted as a failure at once) and leaves a :class:`Guard` in
-``g``; :mod:`flask_lockout.outcome` settles it from the final response.
+every key (counted as a failure at once) and leaves a :class:`Guard` in the
+request's state (:mod:`.request_state`); :mod:`flask_lockout.outcome`
+settles it from the final response.
 """
 
 from __future__ import annotations
