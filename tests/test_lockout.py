@@ -217,6 +217,18 @@ def test_giving_back_the_last_attempt_undoes_it_exactly(backend: Backend) -> Non
     assert lockout.attempt("k").failed() == (True, 1)
 
 
+def test_a_give_back_sent_twice_gives_back_once(backend: Backend) -> None:
+    # As when a client sends a command again after a dropped connection.
+    policy = LockoutConfig(max_failures=10)
+    [mine] = backend.storage.lockout_reserve_all([AttemptKey("k")], policy, "t", 30)
+    for token in ("a", "b", "c"):
+        backend.storage.lockout_reserve_all([AttemptKey("k")], policy, token, 30)
+    release = [Settlement("k", Outcome.RELEASE, "", mine.receipt)]
+    for _ in range(3):
+        backend.storage.lockout_settle_all(release, policy, "t")
+    assert backend.storage.lockout_status("k", policy).failures == 3
+
+
 def test_giving_back_an_attempt_keeps_a_failure_recorded_after_it(
     backend: Backend,
 ) -> None:

@@ -169,6 +169,25 @@ def test_a_failed_retry_gives_the_closed_connection_back_once() -> None:
     assert released == [closed] and closed.disconnected
 
 
+def test_a_give_back_is_never_sent_again_on_a_fresh_connection() -> None:
+    fresh: list[object] = []
+
+    class Pool:
+        def release(self, connection: object) -> None:
+            pass
+
+        def get_connection(self) -> object:
+            fresh.append(object())
+            return fresh[-1]
+
+    wire = DirectWire(Pool(), (ConnectionError, TimeoutError))
+    closed = TrickleConnection(b"")  # the server closed it after running it?
+    wire._take = lambda **_: (closed, True)  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError, match="closed"):
+        wire.call(b"", 1, replayable=False)
+    assert fresh == []  # not sent twice: it may have run already
+
+
 def test_a_forked_worker_drops_its_parents_connections_without_fork_hooks() -> None:
     fresh = object()
     pool = type("Pool", (), {"get_connection": lambda self: fresh})()
@@ -242,7 +261,7 @@ def test_an_error_about_the_server_drops_the_connection() -> None:
     released: list[object] = []
     pool = type("Pool", (), {"release": lambda self, c: released.append(c)})()
     wire = DirectWire(pool, (ConnectionError, TimeoutError))
-    wire._take = lambda: (connection, False)  # type: ignore[method-assign]
+    wire._take = lambda **_: (connection, False)  # type: ignore[method-assign]
     # After a failover the old master answers READONLY: never keep talking to it.
     connection = TrickleConnection(b"-READONLY You can't write against a replica.\r\n")
     connection._parser = type("P", (), {"parse_error": lambda self, t: ValueError(t)})()

@@ -164,11 +164,14 @@ class RedisStorage(Storage):
             return self._script(name)(keys=list(keys), args=list(args), client=client)
 
     def _run_many(
-        self, calls: Sequence[tuple[str, Sequence[str], Sequence[object]]]
+        self,
+        calls: Sequence[tuple[str, Sequence[str], Sequence[object]]],
+        replayable: bool = True,
     ) -> list[Any]:
         """Several script calls ``(script, keys, args)`` in one round trip (a
         pipeline, not a transaction: each call is atomic on its own keys,
-        which may live in different Cluster slots)."""
+        which may live in different Cluster slots). Calls that must not run
+        twice (give-backs) are not ``replayable``."""
         client = self.client
         # Cluster clients refuse scripts in pipelines: one call per key there.
         if self._on_cluster(client):
@@ -176,7 +179,7 @@ class RedisStorage(Storage):
         # Inline, not _translate_errors(): a context manager costs the hot
         # path a generator per decision.
         try:
-            results = self._send(client, calls)
+            results = self._send(client, calls, replayable)
             # A script flush can race the reload; a few tries outlast it.
             for _ in range(3):
                 # Only the calls the server had no script for did not run:
@@ -186,7 +189,7 @@ class RedisStorage(Storage):
                     break
                 for name in {calls[i][0] for i in todo}:
                     client.script_load(self._script(name).script)
-                again = self._send(client, [calls[i] for i in todo])
+                again = self._send(client, [calls[i] for i in todo], replayable)
                 for i, result in zip(todo, again, strict=True):
                     results[i] = result
             for result in results:
@@ -199,7 +202,10 @@ class RedisStorage(Storage):
             raise StorageError(f"Redis failed: {exc}") from exc
 
     def _send(
-        self, client: Any, calls: Sequence[tuple[str, Sequence[str], Sequence[object]]]
+        self,
+        client: Any,
+        calls: Sequence[tuple[str, Sequence[str], Sequence[object]]],
+        replayable: bool = True,
     ) -> list[Any]:
         """EVALSHA every call in one write and read each reply (or the error
         it answered). A plain ``redis.Redis`` or ``valkey.Valkey`` takes them
@@ -214,7 +220,7 @@ class RedisStorage(Storage):
             for parts in commands:
                 pipe.evalsha(*parts)
             return list(pipe.execute(raise_on_error=False))
-        return wire.call(calls_payload(commands), len(commands))
+        return wire.call(calls_payload(commands), len(commands), replayable)
 
     def _on_cluster(self, client: Any) -> bool:
         """True for a Cluster client (looked up once, not per decision)."""
@@ -304,7 +310,9 @@ class RedisStorage(Storage):
             for call in self._lockout_calls(op, items, policy, token, 0, receipts)
         ]
         if calls:
-            self._run_many(calls)
+            # A give-back sent twice would give back twice: never replayed
+            # here (the script also ignores a token it has applied).
+            self._run_many(calls, replayable=False)
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
         return self._lockout("failure", key, policy)

@@ -12,6 +12,7 @@ with the store between decisions instead of going back to the pool.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 from collections.abc import Sequence
@@ -119,15 +120,20 @@ class DirectWire:
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
-    def call(self, payload: bytes, count: int) -> list[Any]:
+    def call(self, payload: bytes, count: int, replayable: bool = True) -> list[Any]:
         """Write ``payload`` and read ``count`` replies; an error reply comes
-        back as the exception the client would raise for it."""
-        connection, kept = self._take()
+        back as the exception the client would raise for it.
+
+        :param replayable: False for commands that must never run twice (a
+            give-back): a kept connection is then checked before the write,
+            and one the server closed is not written to again.
+        """
+        connection, kept = self._take(check=not replayable)
         try:
             replies, pushed = self._exchange(connection, payload, count)
         except _ClosedBeforeReply:
             self._drop(connection)
-            if not kept:
+            if not kept or not replayable:
                 raise self._connection_error("Redis closed the connection") from None
             # Closed while kept (a restart, an idle timeout, CLIENT KILL) and
             # no answer began: send it once more, on a fresh one. Had the
@@ -196,17 +202,22 @@ class DirectWire:
             raise self._connection_error("Redis sent more than was asked")
         return replies, pushed
 
-    def _take(self) -> tuple[Any, bool]:
-        """A connection, and whether it was kept from an earlier decision."""
+    def _take(self, check: bool = False) -> tuple[Any, bool]:
+        """A connection, and whether it was kept from an earlier decision;
+        with ``check``, a kept one the server has closed is replaced first."""
         if self._pid != os.getpid():
             # A forked child (also where no fork hooks run, as under uWSGI):
             # the parent's sockets are not ours to use.
             with self._lock:
                 self._kept, self._pid = [], os.getpid()
         try:
-            return self._kept.pop(), True
+            connection = self._kept.pop()
         except IndexError:
             return self._fresh(), False
+        if check and not _idle_and_open(connection):
+            self._drop(connection)
+            return self._fresh(), False
+        return connection, True
 
     def _fresh(self) -> Any:
         try:
@@ -223,6 +234,18 @@ class DirectWire:
             self._kept.append(connection)
         else:
             self.pool.release(connection)
+
+
+def _idle_and_open(connection: Any) -> bool:
+    """True when a kept connection's socket is open with nothing to read."""
+    sock = connection._sock
+    if sock is None:
+        return True  # the next write connects it
+    if type(sock) is not socket.socket:  # TLS may hold decrypted bytes itself
+        return not connection.can_read(timeout=0)
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return not poller.poll(0)
 
 
 class _ClosedBeforeReply(Exception):

@@ -2,7 +2,9 @@
 -- KEYS: one state hash per key of the decision (all in one Cluster slot when
 -- there is more than one): f failures in window, ws window start, n lock
 -- number, lu locked until, lf last failure, t failures since clean, g until
--- when the no-verdict give-back is used up (times in ms), and s:<spelling>
+-- when the no-verdict give-back is used up (times in ms), x the tokens of
+-- the last APPLIED_TOKENS attempts given back (a command sent again after a
+-- dropped connection must not give one back twice), and s:<spelling>
 -- failures per typed spelling.
 -- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
 --       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
@@ -33,13 +35,15 @@ local ttl_ms = tonumber(ARGV[10])
 local max_spellings = tonumber(ARGV[11])
 
 -- Fields of the state hash besides the spellings.
-local STATE_FIELDS = 7
+local STATE_FIELDS = 8
+local APPLIED_TOKENS = 8
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local function decide(state_key, spelling, receipt)
-  local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g')
+  local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g',
+    'x')
   local f = tonumber(h[1]) or 0
   local ws = tonumber(h[2]) or 0
   local n = tonumber(h[3]) or 0
@@ -47,6 +51,7 @@ local function decide(state_key, spelling, receipt)
   local lf = tonumber(h[5]) or 0
   local total = tonumber(h[6]) or 0
   local g = tonumber(h[7]) or 0
+  local applied = h[8] or ''
   if g <= now then g = 0 end
 
   local function state_expires()
@@ -105,7 +110,7 @@ local function decide(state_key, spelling, receipt)
       return
     end
     redis.call('HSET', state_key, 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
-      't', total, 'g', g)
+      't', total, 'g', g, 'x', applied)
     -- The key keeps its TTL when its expiry did not move.
     if expires ~= had_expiry then
       redis.call('PEXPIREAT', state_key, expires)
@@ -150,6 +155,9 @@ local function decide(state_key, spelling, receipt)
   -- one failure, unless a lock came since (then it stays counted).
   local function release(once)
     if not receipt or receipt == '' then return end
+    if string.find(' ' .. applied .. ' ', ' ' .. token .. ' ', 1, true) then
+      return  -- given back already: this is the same command sent again
+    end
     local p = {}
     for word in string.gmatch(receipt, '%S+') do p[#p + 1] = word end
     if tonumber(p[1]) <= now then return end  -- it outlived its view
@@ -173,6 +181,12 @@ local function decide(state_key, spelling, receipt)
       return
     end
     add_spelling(spelling, -1)
+    local tokens = {token}
+    for word in string.gmatch(applied, '%S+') do
+      if #tokens >= APPLIED_TOKENS then break end
+      tokens[#tokens + 1] = word
+    end
+    applied = table.concat(tokens, ' ')
   end
 
   if op == 'status' then
