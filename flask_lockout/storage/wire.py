@@ -110,7 +110,8 @@ class DirectWire:
     socket's own timeout (a ``poll`` and a ``recv``, whose deadline holds
     even when signals interrupt the wait). A kept connection is not polled
     before use either: one the server has closed shows as a reply that never
-    began, and the command goes once more on a fresh connection.
+    began, and the command goes once more on a fresh connection; only a
+    give-back, which must never run twice, polls first instead.
     """
 
     def __init__(self, pool: Any, errors: tuple[type[Exception], type[Exception]]):
