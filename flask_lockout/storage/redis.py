@@ -12,8 +12,8 @@ import math
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from importlib import resources
+from types import TracebackType
 from typing import Any
 
 from ..errors import StorageError, StorageUnavailable
@@ -98,7 +98,9 @@ class RedisStorage(Storage):
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
         self._connect_lock = threading.Lock()
-        self._unavailable, self._other_errors = client_errors()
+        # One object serves every ``with``: a generator-based context
+        # manager would cost each decision a generator.
+        self._translation = _TranslatedErrors(*client_errors())
         self._direct: tuple[Any, DirectWire | None] | None = None
         self._cluster: tuple[Any, bool] | None = None
 
@@ -139,16 +141,9 @@ class RedisStorage(Storage):
             return source()
         return source
 
-    @contextmanager
-    def _translate_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except StorageError:
-            raise
-        except self._unavailable as exc:
-            raise StorageUnavailable(f"Redis is unreachable: {exc}") from exc
-        except self._other_errors as exc:
-            raise StorageError(f"Redis failed: {exc}") from exc
+    def _translate_errors(self) -> _TranslatedErrors:
+        """A ``with`` block whose client errors come out as ours."""
+        return self._translation
 
     def _script(self, name: str) -> Any:
         script = self._scripts.get(name)
@@ -176,9 +171,7 @@ class RedisStorage(Storage):
         # Cluster clients refuse scripts in pipelines: one call per key there.
         if self._on_cluster(client):
             return [self._run(name, keys, args) for name, keys, args in calls]
-        # Inline, not _translate_errors(): a context manager costs the hot
-        # path a generator per decision.
-        try:
+        with self._translate_errors():
             results = self._send(client, calls, replayable)
             # A script flush can race the reload; a few tries outlast it.
             for _ in range(3):
@@ -196,10 +189,6 @@ class RedisStorage(Storage):
                 if isinstance(result, Exception):
                     raise result
             return results
-        except self._unavailable as exc:
-            raise StorageUnavailable(f"Redis is unreachable: {exc}") from exc
-        except self._other_errors as exc:
-            raise StorageError(f"Redis failed: {exc}") from exc
 
     def _send(
         self,
@@ -498,6 +487,36 @@ def _policy_args(policy: LockoutConfig) -> tuple[bytes, ...]:
         ",".join(str(_ms(s)) for s in schedule) if schedule else "",
     ]
     return tuple(str(value).encode() for value in values)
+
+
+class _TranslatedErrors:
+    """Client errors raised inside the block come out as
+    :class:`StorageUnavailable` (unreachable) or :class:`StorageError`."""
+
+    __slots__ = ("unavailable", "other")
+
+    def __init__(
+        self,
+        unavailable: tuple[type[BaseException], ...],
+        other: tuple[type[BaseException], ...],
+    ) -> None:
+        self.unavailable, self.other = unavailable, other
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is None or isinstance(error, StorageError):
+            return
+        if isinstance(error, self.unavailable):
+            raise StorageUnavailable(f"Redis is unreachable: {error}") from error
+        if isinstance(error, self.other):
+            raise StorageError(f"Redis failed: {error}") from error
 
 
 def _integers(reply: bytes | str) -> list[int]:
