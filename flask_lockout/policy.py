@@ -208,7 +208,7 @@ class LockState(NamedTuple):
 
 
 #: What a store hands back with a reservation to give it back later (the
-#: Redis store's state before it); opaque to everything else.
+#: Redis store's state before and after it); opaque to everything else.
 Receipt = str | bytes
 
 

@@ -77,12 +77,13 @@ def _message(error: HTTPException, retry_after: int | None) -> str:
 
 def wants_json(request: Request) -> bool:
     environ = request.environ
+    is_json = _is_json(environ.get("CONTENT_TYPE", ""))
     if environ.get("HTTP_ACCEPT", "").strip() in ("", "*/*"):
         # No preference at all: answer in the request's own format, without
         # parsing anything.
-        return _is_json(environ.get("CONTENT_TYPE", ""))
-    default = "application/json" if request.is_json else "text/html"
-    offered = [default, "text/html" if request.is_json else "application/json"]
+        return is_json
+    default = "application/json" if is_json else "text/html"
+    offered = [default, "text/html" if is_json else "application/json"]
     best = request.accept_mimetypes.best_match(offered, default=default)
     return (best or default) == "application/json"
 
