@@ -9,10 +9,12 @@ shapes, interleaved in one run.
 
 Every scenario is served by its own gunicorn (2 workers x 4 threads, the
 gthread worker) on a free loopback port, all started up front and warmed up
-(2 s of wrk) once. Then each round runs wrk (2 threads x 32 connections,
+(2 s of wrk) once. Then each round runs wrk (2 threads, 32 connections,
 --seconds) once against every server, in an order rotated from round to
-round, posting wrong passwords for 5000 rotating accounts (a Lua script that
-also counts the statuses). Redis is 127.0.0.1:6379 (--redis); INFO
+round (each worker takes half of the connections: wrk keeps every one open,
+and an uncapped worker sometimes accepted them all and served alone),
+posting wrong passwords for 5000 rotating accounts (a Lua script that also
+counts the statuses). Redis is 127.0.0.1:6379 (--redis); INFO
 commandstats around each run gives the script calls and the commands
 executed per request (commands inside scripts included; another client of
 the same Redis would show up there too).
@@ -188,6 +190,10 @@ def start(server: Server, args: argparse.Namespace, prefix: str, log_dir: str) -
             "2",
             "--threads",
             "4",
+            # wrk opens every connection at once and keeps it: without a cap,
+            # one worker may accept them all and serve alone, at half speed.
+            "--worker-connections",
+            str(-(-args.connections // 2)),
             "-b",
             f"127.0.0.1:{server.port}",
             "--chdir",
@@ -394,9 +400,10 @@ def report(servers: list[Server], args: argparse.Namespace, elapsed: float) -> N
 
     check = "scrypt hash" if args.real_hash else "sha256 compare"
     print(
-        f"\ngunicorn 2 workers x 4 threads, wrk 2 threads x {args.connections}"
-        f" connections, {args.rounds} rounds x {args.seconds} s, password check:"
-        f" {check}, redis-py {redis_module.__version__}, {elapsed / 60:.1f} min"
+        f"\ngunicorn 2 workers x 4 threads, wrk 2 threads and {args.connections}"
+        f" connections (half per worker), {args.rounds} rounds x {args.seconds} s,"
+        f" password check: {check}, redis-py {redis_module.__version__},"
+        f" {elapsed / 60:.1f} min"
     )
     trees = {s.pythonpath or os.path.dirname(BENCH) for s in servers[2:]}
     print("Flask-Lockout: " + ", ".join(describe(path) for path in sorted(trees)))
