@@ -18,6 +18,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from .socket_io import receive as receive_plain
+from .socket_io import send_now
+
 #: Connections kept between decisions, at most: about one per thread that
 #: decides at once. More go back to the pool.
 MAX_KEPT = 8
@@ -105,13 +108,14 @@ class DirectWire:
 
     Under load, every call that lets go of the GIL may hand it to another
     thread and wait to get it back, which costs more than the call itself.
-    So a decision makes three system calls: the command goes out in one
-    ``write`` (no ``poll`` before it), and the reply comes back through the
-    socket's own timeout (a ``poll`` and a ``recv``, whose deadline holds
-    even when signals interrupt the wait). A kept connection is not polled
-    before use either: one the server has closed shows as a reply that never
-    began, and the command goes once more on a fresh connection; only a
-    give-back, which must never run twice, polls first instead.
+    So a decision makes three system calls and lets go of the GIL in one:
+    the command goes out in one ``send`` that cannot block, a ``poll`` waits
+    for the reply (its deadline holds even when signals interrupt it), and
+    a ``recv`` that cannot block reads it (see :mod:`.socket_io`). A kept
+    connection is not polled before use either: one the server has closed
+    shows as a reply that never began, and the command goes once more on a
+    fresh connection; only a give-back, which must never run twice, polls
+    first instead.
     """
 
     def __init__(self, pool: Any, errors: tuple[type[Exception], type[Exception]]):
@@ -178,7 +182,7 @@ class DirectWire:
                 try:
                     reply, pos = parse(buffer, pos)
                 except Incomplete:
-                    data = sock.recv(65536)
+                    data = receive(sock)
                     if not data:
                         if not buffer:
                             raise _ClosedBeforeReply from None
@@ -254,17 +258,22 @@ class _ClosedBeforeReply(Exception):
 
 
 def _send(sock: Any, payload: bytes) -> None:
-    """Write ``payload``: a plain socket in one ``write``, without the
-    ``poll`` that ``sendall`` makes first on a socket with a timeout."""
+    """Write ``payload``: on a plain socket in one call that does not wait,
+    without the ``poll`` that ``sendall`` makes first on a socket with a
+    timeout; the rest, if the send buffer was full, as the socket says."""
     if type(sock) is socket.socket:
-        try:
-            sent = os.write(sock.fileno(), payload)
-        except BlockingIOError:  # a full send buffer: wait as the socket says
-            sent = 0
+        sent = send_now(sock, payload)
         if sent == len(payload):
             return
         payload = payload[sent:]
     sock.sendall(payload)
+
+
+def receive(sock: Any) -> bytes:
+    """The next bytes from the server; ``b""`` when it closed."""
+    if type(sock) is socket.socket:
+        return receive_plain(sock)
+    return bytes(sock.recv(65536))  # TLS: the socket's own buffering
 
 
 def _server_state(reply: Any) -> bool:

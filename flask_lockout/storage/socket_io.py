@@ -1,0 +1,120 @@
+"""Sending and receiving on a plain socket while letting go of the GIL only
+to wait for the server.
+
+Every Python call into the socket API lets go of the GIL, even one that
+cannot block. Under load another thread takes it at once, and the caller
+waits to get it back: a context switch or two, which cost a decision more
+than its system calls do. Here a command goes out and a reply comes in
+through libc's ``send`` and ``recv``, called through ``ctypes.PyDLL`` (which
+keeps the GIL) with ``MSG_DONTWAIT``, so neither call can block; only the
+``poll`` that waits for the reply lets go. Where ctypes or libc cannot be
+had, the plain calls do the same work.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+#: Errors after which a call that may not block simply tries again later.
+_NOT_NOW = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
+_RECEIVE_SIZE = 65536
+#: Never block, and never raise SIGPIPE in an app that did not ignore it.
+_FLAGS = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
+
+
+class _Libc(NamedTuple):
+    """libc's ``send`` and ``recv`` called with the GIL held, with the
+    ctypes helpers they need."""
+
+    send: Callable[[int, bytes, int, int], int]
+    recv: Callable[[int, Any, int, int], int]
+    get_errno: Callable[[], int]
+    string_at: Callable[[Any, int], bytes]
+    new_buffer: Callable[[int], Any]
+
+
+def _find_libc() -> _Libc | None:
+    """None where libc's calls cannot be had (not POSIX, no ctypes)."""
+    if os.name != "posix" or not hasattr(socket, "MSG_DONTWAIT"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.PyDLL(None, use_errno=True)
+        send, recv = libc.send, libc.recv
+    except (ImportError, OSError, AttributeError):
+        return None
+    send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
+    send.restype = ctypes.c_ssize_t
+    recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    recv.restype = ctypes.c_ssize_t
+    return _Libc(
+        send, recv, ctypes.get_errno, ctypes.string_at, ctypes.create_string_buffer
+    )
+
+
+_libc = _find_libc()
+_buffers = threading.local()
+
+
+def holds_gil() -> bool:
+    """True when sends and receives here keep the GIL."""
+    return _libc is not None
+
+
+def send_now(sock: socket.socket, payload: bytes) -> int:
+    """Send what the socket takes now, without waiting; how many bytes went.
+
+    :raises OSError: when the connection failed (reset, closed).
+    """
+    libc = _libc
+    if libc is None:
+        try:
+            return os.write(sock.fileno(), payload)
+        except BlockingIOError:
+            return 0
+    sent = libc.send(sock.fileno(), payload, len(payload), _FLAGS)
+    if sent >= 0:
+        return sent
+    code = libc.get_errno()
+    if code in _NOT_NOW:
+        return 0
+    raise OSError(code, os.strerror(code))
+
+
+def receive(sock: socket.socket) -> bytes:
+    """The bytes the server sends next, waiting at most the socket's timeout
+    in all, however often signals interrupt the wait; ``b""`` when it closed.
+
+    :raises TimeoutError: when nothing came in time.
+    :raises OSError: when the connection failed.
+    """
+    libc = _libc
+    if libc is None:
+        return sock.recv(_RECEIVE_SIZE)
+    buffer = getattr(_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _buffers.buffer = libc.new_buffer(_RECEIVE_SIZE)
+    fd, timeout = sock.fileno(), sock.gettimeout()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        # The one call that lets go of the GIL: PEP 475 retries it after a
+        # signal, with the time left.
+        if not poller.poll(None if wait is None else wait * 1000):
+            raise TimeoutError("timed out")
+        got = libc.recv(fd, buffer, _RECEIVE_SIZE, _FLAGS)
+        if got >= 0:
+            return libc.string_at(buffer, got)
+        code = libc.get_errno()
+        if code not in _NOT_NOW:
+            raise OSError(code, os.strerror(code))
