@@ -4,14 +4,16 @@ end shows as the error a caller expects, with libc's calls and without."""
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 import signal
 import socket
 import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -58,7 +60,7 @@ def test_what_is_sent_is_received_whole(
         got += peer.recv(65536)
     assert got == payload
     peer.sendall(b"+OK\r\n")
-    assert socket_io.receive(client) == b"+OK\r\n"
+    assert socket_io.receive(client, socket_io.deadline_for(client)) == b"+OK\r\n"
 
 
 def test_a_full_send_buffer_sends_part_and_never_waits(
@@ -109,7 +111,7 @@ def test_a_closed_connection_reads_as_nothing_and_a_reset_as_an_error(
     client, peer = pair
     client.settimeout(1.0)
     peer.close()
-    assert socket_io.receive(client) == b""
+    assert socket_io.receive(client, socket_io.deadline_for(client)) == b""
     with socket.create_server(("127.0.0.1", 0)) as server:
         other = socket.create_connection(server.getsockname())
         accepted, _ = server.accept()
@@ -118,7 +120,7 @@ def test_a_closed_connection_reads_as_nothing_and_a_reset_as_an_error(
     accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     accepted.close()
     with pytest.raises(ConnectionResetError):
-        socket_io.receive(other)
+        socket_io.receive(other, socket_io.deadline_for(other))
     with pytest.raises((BrokenPipeError, ConnectionResetError)):
         for _ in range(3):
             socket_io.send_now(other, b"PING\r\n")
@@ -137,9 +139,111 @@ def test_a_silent_server_times_out_once_however_often_signals_come(
     try:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
-            socket_io.receive(client)
+            socket_io.receive(client, socket_io.deadline_for(client))
         waited = time.monotonic() - started
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert 0.35 <= waited < 1.2
+
+
+class _ReadyPoller:
+    """A ``select.poll`` that says the socket is ready and first runs
+    ``before`` (to act while the GIL would be away)."""
+
+    def __init__(self, before: Callable[[], None] = lambda: None) -> None:
+        self.before = before
+
+    def register(self, fd: int, events: int) -> None:
+        self.fd = fd
+
+    def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
+        self.before()
+        return [(self.fd, select.POLLIN)]
+
+
+def test_a_socket_closed_during_the_wait_never_reads_its_numbers_next_owner(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not socket_io.holds_gil():
+        pytest.skip("libc's send and recv are not reachable through ctypes here")
+    client, _ = pair
+    client.settimeout(1.0)
+    number = client.fileno()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        other = socket.create_connection(server.getsockname())
+        other_peer, _ = server.accept()
+    other_peer.sendall(b"+ANOTHER REQUEST'S REPLY\r\n")
+    time.sleep(0.05)
+
+    def close_and_reuse() -> None:
+        # Another thread closes the socket; a new connection gets its number.
+        client.close()
+        os.dup2(other.fileno(), number)
+
+    monkeypatch.setattr(socket_io.select, "poll", lambda: _ReadyPoller(close_and_reuse))
+    try:
+        with pytest.raises(OSError) as raised:
+            socket_io.receive(client, time.monotonic() + 1.0)
+        assert raised.value.errno == errno.EBADF
+    finally:
+        os.close(number)
+        other.close()
+        other_peer.close()
+
+
+def test_a_socket_that_is_ready_with_nothing_to_read_still_times_out(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not socket_io.holds_gil():
+        pytest.skip("libc's send and recv are not reachable through ctypes here")
+    client, _ = pair
+    # An error queue entry keeps a socket "ready" while recv has no data.
+    monkeypatch.setattr(socket_io.select, "poll", _ReadyPoller)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            socket_io.receive(client, time.monotonic() + 0.2)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    waiter.join(2.0)
+    assert not waiter.is_alive(), "the wait never ended"
+    assert len(outcome) == 1 and isinstance(outcome[0], TimeoutError)
+
+
+def test_a_timeout_too_long_for_one_poll_still_reads(
+    io_mode: str, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    client, peer = pair
+    client.settimeout(30 * 86400.0)  # past poll()'s INT_MAX milliseconds
+    peer.sendall(b"+OK\r\n")
+    assert socket_io.receive(client, socket_io.deadline_for(client)) == b"+OK\r\n"
+
+
+def test_green_and_tls_sockets_and_a_missing_poll_use_the_sockets_own_calls(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Unreachable:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"libc's {name} was used")
+
+    monkeypatch.setattr(socket_io, "_libc", Unreachable())
+
+    class GreenSocket(socket.socket):
+        """Stands for gevent's and eventlet's sockets (another module)."""
+
+    client, peer = pair
+    green = GreenSocket(fileno=os.dup(client.fileno()))
+    assert not socket_io.is_plain(green)
+    peer.sendall(b"+GREEN\r\n")
+    assert socket_io.receive(green, None) == b"+GREEN\r\n"
+    assert socket_io.send_now(green, b"x") == 1
+    green.close()
+    # eventlet's monkey patching removes select.poll.
+    monkeypatch.delattr(socket_io.select, "poll")
+    peer.sendall(b"+NOPOLL\r\n")
+    assert socket_io.receive(client, None) == b"+NOPOLL\r\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 import time
 from typing import Any
 
@@ -80,6 +82,9 @@ class TrickleSocket:
     def sendall(self, data: bytes) -> None:
         pass
 
+    def gettimeout(self) -> float | None:
+        return None
+
     def recv(self, size: int) -> bytes:
         byte, self.answer = self.answer[:1], self.answer[1:]
         return byte
@@ -105,6 +110,50 @@ def test_a_connection_closed_mid_reply_is_an_error() -> None:
     wire = DirectWire(None, (ConnectionError, TimeoutError))
     with pytest.raises(ConnectionError, match="closed"):
         wire._exchange(TrickleConnection(b"*2\r\n:1\r\n"), b"", 1)
+
+
+def test_a_reply_that_is_not_the_redis_protocol_is_a_connection_error() -> None:
+    # From a faulty proxy, say: an error the store turns into an outage,
+    # never an exception the app answers with a 500.
+    wire = DirectWire(None, (ConnectionError, TimeoutError))
+    with pytest.raises(ConnectionError, match="Unreadable"):
+        wire._exchange(TrickleConnection(b"!garbage\r\n"), b"", 1)
+
+
+class SocketConnection:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+
+def test_a_reply_trickled_byte_by_byte_times_out_once_for_the_whole_reply() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+    client.settimeout(0.3)
+    answer = b"$20\r\n01234567890123456789\r\n"
+
+    def trickle() -> None:
+        for i in range(len(answer)):
+            try:
+                peer.sendall(answer[i : i + 1])
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    wire = DirectWire(None, (ConnectionError, TimeoutError))
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            wire._exchange(SocketConnection(client), b"", 1)
+        waited = time.monotonic() - started
+    finally:
+        client.close()
+        peer.close()
+        sender.join()
+    # Each byte came within the timeout; the whole reply did not.
+    assert 0.25 <= waited < 1.0
 
 
 @pytest.mark.redis

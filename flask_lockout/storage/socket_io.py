@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 #: Errors after which a call that may not block simply tries again later.
 _NOT_NOW = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
 _RECEIVE_SIZE = 65536
+#: poll() takes at most INT_MAX ms; a longer timeout waits in several polls.
+_LONGEST_POLL_MS = 2**31 - 1
 #: Never block, and never raise SIGPIPE in an app that did not ignore it.
 _FLAGS = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
 
@@ -69,12 +71,34 @@ def holds_gil() -> bool:
     return _libc is not None
 
 
-def send_now(sock: socket.socket, payload: bytes) -> int:
-    """Send what the socket takes now, without waiting; how many bytes went.
+def is_plain(sock: Any) -> bool:
+    """True for the standard library's own socket class: not TLS, and not a
+    green socket (gevent, eventlet), whose calls yield to an event loop."""
+    return type(sock).__module__ == "socket"
+
+
+def _held(sock: Any) -> _Libc | None:
+    """libc's calls for a plain socket, where there are any and
+    ``select.poll`` is still there (eventlet removes it)."""
+    if not is_plain(sock) or not hasattr(select, "poll"):
+        return None
+    return _libc
+
+
+def deadline_for(sock: Any) -> float | None:
+    """When a wait that starts now must end: the socket's timeout from now."""
+    timeout = sock.gettimeout()
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def send_now(sock: Any, payload: bytes) -> int:
+    """Send what a plain socket (:func:`is_plain`) takes now, without
+    waiting; how many bytes went (the caller sends the rest as the socket
+    says).
 
     :raises OSError: when the connection failed (reset, closed).
     """
-    libc = _libc
+    libc = _held(sock)
     if libc is None:
         try:
             return os.write(sock.fileno(), payload)
@@ -89,32 +113,46 @@ def send_now(sock: socket.socket, payload: bytes) -> int:
     raise OSError(code, os.strerror(code))
 
 
-def receive(sock: socket.socket) -> bytes:
-    """The bytes the server sends next, waiting at most the socket's timeout
-    in all, however often signals interrupt the wait; ``b""`` when it closed.
+def receive(sock: Any, deadline: float | None) -> bytes:
+    """The bytes the server sends next, waiting until ``deadline``
+    (``time.monotonic()``; None: no end) however often signals interrupt
+    the wait; ``b""`` when it closed. Sockets that can't keep the GIL read
+    through their own ``recv`` and timeout.
 
     :raises TimeoutError: when nothing came in time.
-    :raises OSError: when the connection failed.
+    :raises OSError: when the connection failed or was closed meanwhile.
     """
-    libc = _libc
+    libc = _held(sock)
     if libc is None:
-        return sock.recv(_RECEIVE_SIZE)
+        return bytes(sock.recv(_RECEIVE_SIZE))
     buffer = getattr(_buffers, "buffer", None)
     if buffer is None:
         buffer = _buffers.buffer = libc.new_buffer(_RECEIVE_SIZE)
-    fd, timeout = sock.fileno(), sock.gettimeout()
-    deadline = None if timeout is None else time.monotonic() + timeout
+    fd = sock.fileno()
+    if fd < 0:
+        raise OSError(errno.EBADF, "the socket is closed")
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     while True:
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        wait = None
+        if deadline is not None:
+            wait = min(max(0.0, deadline - time.monotonic()) * 1000, _LONGEST_POLL_MS)
         # The one call that lets go of the GIL: PEP 475 retries it after a
         # signal, with the time left.
-        if not poller.poll(None if wait is None else wait * 1000):
+        if not poller.poll(wait):
             raise TimeoutError("timed out")
+        # Another thread may have closed the socket while the GIL was away,
+        # and its number may name another connection now: checked and read
+        # in one hold of the GIL, as close() sets the number to -1 under it.
+        if sock.fileno() != fd:
+            raise OSError(errno.EBADF, "the socket was closed during the wait")
         got = libc.recv(fd, buffer, _RECEIVE_SIZE, _FLAGS)
         if got >= 0:
             return libc.string_at(buffer, got)
         code = libc.get_errno()
         if code not in _NOT_NOW:
             raise OSError(code, os.strerror(code))
+        # poll said ready and recv had nothing (an error queue entry): the
+        # deadline still holds.
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError("timed out")

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import os
 import select
-import socket
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .socket_io import receive as receive_plain
-from .socket_io import send_now
+from .socket_io import deadline_for, is_plain, receive, send_now
 
 #: Connections kept between decisions, at most: about one per thread that
 #: decides at once. More go back to the pool.
@@ -176,13 +174,16 @@ class DirectWire:
             sock = connection._sock
         buffer, pos, pushed = b"", 0, False
         replies: list[Any] = []
+        # One deadline for the whole reply: a server (or a proxy) that
+        # trickles it byte by byte does not get a timeout per byte.
+        deadline = deadline_for(sock)
         try:
             _send(sock, payload)
             while len(replies) < count:
                 try:
                     reply, pos = parse(buffer, pos)
                 except Incomplete:
-                    data = receive(sock)
+                    data = receive(sock, deadline)
                     if not data:
                         if not buffer:
                             raise _ClosedBeforeReply from None
@@ -201,6 +202,8 @@ class DirectWire:
             raise self._connection_error(f"Error reading from Redis: {exc}") from exc
         except TimeoutError as exc:
             raise self._timeout_error(f"Timeout reading from Redis: {exc}") from exc
+        except ValueError as exc:  # not the Redis protocol: a proxy's garbage
+            raise self._connection_error(f"Unreadable reply from Redis: {exc}") from exc
         except OSError as exc:
             raise self._connection_error(f"Error talking to Redis: {exc}") from exc
         if pos != len(buffer):
@@ -246,7 +249,8 @@ def _idle_and_open(connection: Any) -> bool:
     sock = connection._sock
     if sock is None:
         return True  # the next write connects it
-    if type(sock) is not socket.socket:  # TLS may hold decrypted bytes itself
+    if not is_plain(sock) or not hasattr(select, "poll"):
+        # TLS may hold decrypted bytes itself; green sockets wait their way.
         return not connection.can_read(timeout=0)
     poller = select.poll()
     poller.register(sock, select.POLLIN)
@@ -261,19 +265,12 @@ def _send(sock: Any, payload: bytes) -> None:
     """Write ``payload``: on a plain socket in one call that does not wait,
     without the ``poll`` that ``sendall`` makes first on a socket with a
     timeout; the rest, if the send buffer was full, as the socket says."""
-    if type(sock) is socket.socket:
+    if is_plain(sock):
         sent = send_now(sock, payload)
         if sent == len(payload):
             return
         payload = payload[sent:]
     sock.sendall(payload)
-
-
-def receive(sock: Any) -> bytes:
-    """The next bytes from the server; ``b""`` when it closed."""
-    if type(sock) is socket.socket:
-        return receive_plain(sock)
-    return bytes(sock.recv(65536))  # TLS: the socket's own buffering
 
 
 def _server_state(reply: Any) -> bool:
