@@ -71,6 +71,13 @@ def test_commands_are_written_in_the_redis_protocol() -> None:
     assert command(b"EVALSHA", "é", 3) == (
         b"*3\r\n$7\r\nEVALSHA\r\n$2\r\n\xc3\xa9\r\n$1\r\n3\r\n"
     )
+    # Encoded integers and bytes are reused; equal values of other types
+    # still go out as their own text, every time.
+    for _ in range(2):
+        assert command(1, b"1", True, 1.0, "1", -7) == (
+            b"*6\r\n$1\r\n1\r\n$1\r\n1\r\n$4\r\nTrue\r\n$3\r\n1.0\r\n"
+            b"$1\r\n1\r\n$2\r\n-7\r\n"
+        )
 
 
 class TrickleSocket:

@@ -28,22 +28,31 @@ class Incomplete(Exception):
     """The buffer ends inside a reply: read more."""
 
 
+#: Encoded integers and bytes (script hashes, counts, policy values): the
+#: same few come in every command. Bounded, and never a request's strings.
+_FRAGMENTS: dict[int | bytes, bytes] = {}
+_MAX_FRAGMENTS = 256
+
+
 def command(*parts: object) -> bytes:
-    """One command in the Redis protocol."""
-    # Built as one str and encoded once: bulk lengths count bytes, so text
-    # that is not ASCII goes in as its UTF-8 bytes, one char per byte.
-    out = [f"*{len(parts)}"]
+    """One command in the Redis protocol (text as UTF-8)."""
+    out = [b"*%d\r\n" % len(parts)]
+    append = out.append
     for part in parts:
-        if isinstance(part, bytes):
-            text = part.decode("latin-1")
-        else:
-            text = part if type(part) is str else str(part)
-            if not text.isascii():
-                text = text.encode("utf-8", "surrogatepass").decode("latin-1")
-        out.append(f"${len(text)}")
-        out.append(text)
-    out.append("")
-    return "\r\n".join(out).encode("latin-1")
+        if type(part) is int or type(part) is bytes:  # not bool: "True"
+            value = part
+            fragment = _FRAGMENTS.get(value)
+            if fragment is None:
+                data = value if isinstance(value, bytes) else b"%d" % value
+                fragment = b"$%d\r\n%b\r\n" % (len(data), data)
+                if len(_FRAGMENTS) < _MAX_FRAGMENTS:
+                    _FRAGMENTS[value] = fragment
+            append(fragment)
+            continue
+        text = part if type(part) is str else str(part)
+        data = text.encode("utf-8", "surrogatepass")
+        append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 class ErrorReply:
