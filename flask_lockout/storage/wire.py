@@ -189,22 +189,25 @@ class DirectWire:
         try:
             _send(sock, payload)
             while len(replies) < count:
-                try:
-                    reply, pos = parse(buffer, pos)
-                except Incomplete:
-                    data = receive(sock, deadline)
-                    if not data:
-                        if not buffer:
-                            raise _ClosedBeforeReply from None
-                        raise self._connection_error(
-                            "Redis closed the connection"
-                        ) from None
-                    buffer += data
-                    continue
-                if isinstance(reply, PushReply):
-                    pushed = True
-                else:
-                    replies.append(reply)
+                if pos < len(buffer):  # nothing unread: no parse to fail
+                    try:
+                        reply, pos = parse(buffer, pos)
+                    except Incomplete:
+                        pass
+                    else:
+                        if isinstance(reply, PushReply):
+                            pushed = True
+                        else:
+                            replies.append(reply)
+                        continue
+                data = receive(sock, deadline)
+                if not data:
+                    if not buffer:
+                        raise _ClosedBeforeReply from None
+                    raise self._connection_error(
+                        "Redis closed the connection"
+                    ) from None
+                buffer += data
         except (ConnectionResetError, BrokenPipeError) as exc:
             if not buffer:
                 raise _ClosedBeforeReply from exc
