@@ -22,6 +22,7 @@ from flask_lockout import (
     StorageUnavailable,
     storage_from_uri,
 )
+from flask_lockout.limits import as_limits
 from flask_lockout.policy import Outcome
 from flask_lockout.storage.base import AttemptKey, Settlement
 
@@ -346,3 +347,49 @@ def assert_login_flow_on(uri: str) -> None:
     # The ip key locks at its third failure; fail closed would have said 503.
     assert statuses == [401, 401, 401, 429, 429, 429]
     assert "RateLimit-Remaining" in client.post("/login", data={"email": "x@y"}).headers
+
+
+@pytest.mark.parametrize(
+    "reply", [b"hello", 1, b"1 0 0;r", b"", b"\xff;\xfe", [b"1"]], ids=repr
+)
+def test_a_reply_of_the_wrong_shape_is_a_storage_error(
+    reply: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From a faulty proxy or server: the fail mode handles it, never a 500.
+    import fakeredis
+
+    storage = RedisStorage(fakeredis.FakeRedis(), prefix="shape")
+    monkeypatch.setattr(storage, "_run_many", lambda *args, **kwargs: [reply])
+    attempts = [AttemptKey("login:ip:1.2.3.4", ""), AttemptKey("login:email:a", "s")]
+    policy = LockoutConfig()
+    with pytest.raises(StorageError, match="unexpected reply"):
+        storage.lockout_guard(
+            ["login:ip:1.2.3.4"], as_limits("5/minute"), attempts, policy, "t", 30
+        )
+    with pytest.raises(StorageError, match="unexpected reply"):
+        storage.lockout_reserve_all(attempts, policy, "t", 30)
+    with pytest.raises(StorageError, match="unexpected reply"):
+        storage.rate_limit_hit_many(["login:ip:1.2.3.4"], as_limits("5/minute"))
+
+
+@pytest.mark.redis
+def test_receipts_never_fill_the_encoded_fragments(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    from flask_lockout.storage import wire
+
+    storage = RedisStorage(redis_client, prefix=redis_prefix)
+    policy = LockoutConfig(max_failures=10**6)
+    attempts = [AttemptKey("login:email:a", "s")]
+    storage.lockout_reserve_all(attempts, policy, "warm", 30)
+    before = len(wire._FRAGMENTS)
+    for n in range(100):
+        [reservation] = storage.lockout_reserve_all(attempts, policy, f"t{n}", 30)
+        assert isinstance(reservation.receipt, str)
+        storage.lockout_settle_all(
+            [Settlement("login:email:a", Outcome.RELEASE, "s", reservation.receipt)],
+            policy,
+            f"t{n}",
+        )
+    # Receipts are used once each: caching them would crowd out the rest.
+    assert len(wire._FRAGMENTS) - before < 5

@@ -132,10 +132,20 @@ class SocketConnection:
         self._sock = sock
 
 
-def test_a_reply_trickled_byte_by_byte_times_out_once_for_the_whole_reply() -> None:
+class GreenSocket(socket.socket):
+    """Stands for gevent's and eventlet's sockets, which read through their
+    own ``recv`` and time each read out on its own."""
+
+
+@pytest.mark.parametrize("green", [False, True], ids=["plain", "green"])
+def test_a_reply_trickled_byte_by_byte_times_out_once_for_the_whole_reply(
+    green: bool,
+) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname())
         peer, _ = server.accept()
+    if green:
+        client = GreenSocket(fileno=client.detach())
     client.settimeout(0.3)
     answer = b"$20\r\n01234567890123456789\r\n"
 
@@ -159,8 +169,44 @@ def test_a_reply_trickled_byte_by_byte_times_out_once_for_the_whole_reply() -> N
         client.close()
         peer.close()
         sender.join()
-    # Each byte came within the timeout; the whole reply did not.
+    # Each byte came within the timeout; the whole reply did not. A socket
+    # that times each read out on its own may take one more read.
     assert 0.25 <= waited < 1.0
+
+
+def test_a_reply_far_longer_than_any_script_answer_is_a_connection_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+    client.settimeout(2.0)
+    flood = threading.Thread(
+        target=lambda: _send_quietly(peer, b"$2000000000\r\n" + b"x" * (3 << 20))
+    )
+    flood.start()
+    wire = DirectWire(None, (ConnectionError, TimeoutError))
+    try:
+        with pytest.raises(ConnectionError, match="far too long"):
+            wire._exchange(SocketConnection(client), b"", 1)
+    finally:
+        client.close()
+        peer.close()
+        flood.join()
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # the reader gave up and closed: what the test expects
+
+
+def test_a_reply_nested_deeper_than_any_script_answer_is_unreadable() -> None:
+    deep = b"*1\r\n" * 5000 + b":1\r\n"
+    with pytest.raises(ValueError, match="too deep"):
+        parse(deep, 0)
+    wire = DirectWire(None, (ConnectionError, TimeoutError))
+    with pytest.raises(ConnectionError, match="Unreadable"):
+        wire._exchange(TrickleConnection(deep), b"", 1)
 
 
 @pytest.mark.redis

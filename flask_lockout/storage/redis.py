@@ -265,7 +265,8 @@ class RedisStorage(Storage):
 
     def _lockout(self, op: str, key: str, policy: LockoutConfig) -> LockState:
         [reply] = self._run_many(self._lockout_calls(op, [(key, "")], policy))
-        locked, retry, failures, number = _integers(reply)
+        with _READING_REPLY:
+            locked, retry, failures, number = _integers(reply)
         return LockState(bool(locked), retry, failures, number)
 
     def lockout_reserve_all(
@@ -280,9 +281,10 @@ class RedisStorage(Storage):
         )
         reservations = []
         for reply in self._run_many(calls):
-            numbers, receipts = _receipted(reply)
-            reservations += _reservations(numbers, receipts)
-        return reservations
+            with _READING_REPLY:
+                numbers, receipts = _receipted(reply)
+                reservations += _reservations(numbers, receipts)
+        return _answering(attempts, reservations)
 
     def lockout_settle_all(
         self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
@@ -366,7 +368,8 @@ class RedisStorage(Storage):
                 results.append(result)
             return min(results, key=lambda r: r.remaining)
         [reply] = self._run_many([self._rate_limit_call(keys, limits)])
-        return _rate_limit_result(_integers(reply))
+        with _READING_REPLY:
+            return _rate_limit_result(_integers(reply))
 
     def _rate_limit_call(
         self, keys: Sequence[str], limits: Sequence[Limit]
@@ -410,11 +413,12 @@ class RedisStorage(Storage):
                 )
             ]
         )
-        numbers, receipts = _receipted(reply)
-        result = _rate_limit_result(numbers[:6])
-        if not result.allowed:  # nothing was reserved
-            return result, []
-        return result, _reservations(numbers[6:], receipts)
+        with _READING_REPLY:
+            numbers, receipts = _receipted(reply)
+            result = _rate_limit_result(numbers[:6])
+            if not result.allowed:  # nothing was reserved
+                return result, []
+            return result, _answering(attempts, _reservations(numbers[6:], receipts))
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         if key is None:
@@ -519,6 +523,29 @@ class _TranslatedErrors:
             raise StorageError(f"Redis failed: {error}") from error
 
 
+class _ReadingReply:
+    """A script's reply of the wrong type or shape (from a faulty proxy or
+    server) comes out of the block as a :class:`StorageError`, which the
+    fail mode handles, not as an exception the app answers with a 500."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(error, ValueError | TypeError | AttributeError | IndexError):
+            raise StorageError(f"Redis sent an unexpected reply: {error!r}") from error
+
+
+_READING_REPLY = _ReadingReply()
+
+
 def _integers(reply: bytes | str) -> list[int]:
     """A script's reply: integers separated by spaces (one string parses
     faster than nested arrays of integers)."""
@@ -527,10 +554,9 @@ def _integers(reply: bytes | str) -> list[int]:
 
 def _receipted(reply: bytes | str) -> tuple[list[int], list[Receipt]]:
     """A reservation's reply: its integers, and the receipts after them
-    (``;``-separated, kept as they came: they go back as they are)."""
-    parts: list[Receipt] = list(
-        reply.split(b";") if isinstance(reply, bytes) else reply.split(";")
-    )
+    (``;``-separated, as text: they go back as they came, one use each)."""
+    text = reply.decode("ascii") if isinstance(reply, bytes) else reply
+    parts: list[Receipt] = list(text.split(";"))
     return _integers(parts[0]), parts[1:]
 
 
@@ -539,12 +565,26 @@ def _reservations(
 ) -> list[Reservation]:
     """The lockout script's reserve replies: granted, locked, retry seconds,
     for each key in turn, and the receipt that gives each back."""
+    if len(numbers) != 3 * len(receipts):
+        raise ValueError(f"{len(numbers)} numbers for {len(receipts)} receipts")
     return [
         Reservation(
             bool(numbers[3 * k]), bool(numbers[3 * k + 1]), numbers[3 * k + 2], receipt
         )
         for k, receipt in enumerate(receipts)
     ]
+
+
+def _answering(
+    attempts: Sequence[AttemptKey], reservations: list[Reservation]
+) -> list[Reservation]:
+    """``reservations``, checked to answer every attempt once."""
+    if len(reservations) != len(attempts):
+        raise StorageError(
+            f"Redis sent an unexpected reply: {len(reservations)} answers"
+            f" for {len(attempts)} keys"
+        )
+    return reservations
 
 
 def _rate_limit_result(numbers: Sequence[int]) -> RateLimitResult:

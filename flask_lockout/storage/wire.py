@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import select
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,14 +23,18 @@ from .socket_io import deadline_for, is_plain, receive, send_now
 #: Connections kept between decisions, at most: about one per thread that
 #: decides at once. More go back to the pool.
 MAX_KEPT = 8
+#: The scripts answer a few hundred bytes, at most one array deep: anything
+#: far past that is not an answer to them (a faulty proxy or server).
+MAX_REPLY_BYTES = 1 << 20
+MAX_DEPTH = 8
 
 
 class Incomplete(Exception):
     """The buffer ends inside a reply: read more."""
 
 
-#: Encoded integers and bytes (script hashes, counts, policy values): the
-#: same few come in every command. Bounded, and never a request's strings.
+#: Encoded integers and bytes (counts, policy values): the same few come in
+#: every command. Bounded; a request's text (keys, tokens, receipts) is str.
 _FRAGMENTS: dict[int | bytes, bytes] = {}
 _MAX_FRAGMENTS = 256
 
@@ -66,7 +71,7 @@ class PushReply:
     """A message the server pushed on its own (RESP3): not an answer."""
 
 
-def parse(buffer: bytes, pos: int) -> tuple[Any, int]:
+def parse(buffer: bytes, pos: int, depth: int = 0) -> tuple[Any, int]:
     """The reply at ``pos`` and the position after it.
 
     Integers, bulk and simple strings (as bytes), arrays, nulls and error
@@ -91,9 +96,11 @@ def parse(buffer: bytes, pos: int) -> tuple[Any, int]:
         size = int(line)
         if size < 0:
             return None, after
+        if depth >= MAX_DEPTH:
+            raise ValueError("Redis reply nested too deep")
         items = []
         for _ in range(size):
-            item, after = parse(buffer, after)
+            item, after = parse(buffer, after, depth + 1)
             items.append(item)
         return (PushReply() if kind == 62 else items), after
     if kind == 43:  # '+'
@@ -200,6 +207,10 @@ class DirectWire:
                         else:
                             replies.append(reply)
                         continue
+                if buffer and deadline is not None and time.monotonic() >= deadline:
+                    # Bytes that keep coming, or a trickle on a socket that
+                    # times out each read on its own (TLS, gevent), end here.
+                    raise TimeoutError("the reply took too long")
                 data = receive(sock, deadline)
                 if not data:
                     if not buffer:
@@ -208,6 +219,8 @@ class DirectWire:
                         "Redis closed the connection"
                     ) from None
                 buffer += data
+                if len(buffer) > MAX_REPLY_BYTES:
+                    raise ValueError("the reply is far too long")
         except (ConnectionResetError, BrokenPipeError) as exc:
             if not buffer:
                 raise _ClosedBeforeReply from exc
