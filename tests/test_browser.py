@@ -173,12 +173,34 @@ def shot(driver: Any, name: str) -> None:
 def follow(driver: Any, element: Any) -> None:
     """Click a link or a button and wait for the next page to load."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 10, poll_frequency=0.05).until(staleness_of(page))
+    wait_replaced(driver, page)
+
+
+def wait_replaced(driver: Any, page: Any) -> None:
+    """Wait until ``page`` (the old ``<html>``) is gone. Chromium reports a
+    node of a document being replaced either as stale or, mid-navigation, as
+    one that "does not belong to the document": both mean it is gone."""
+    from selenium.common.exceptions import (
+        StaleElementReferenceException,
+        WebDriverException,
+    )
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    def gone(_: Any) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, 10, poll_frequency=0.05).until(gone)
 
 
 def sign_in(driver: Any, base_url: str, role: str) -> None:
@@ -288,8 +310,6 @@ def test_non_admin_gets_403(driver: Any, base_url: str) -> None:
 
 def test_forged_unlock_posts_do_nothing(driver: Any, app: Flask, base_url: str) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.wait import WebDriverWait
 
     victim, other = "login:email:victim@example.com", "login:email:other@example.com"
     lock(app, victim)
@@ -325,7 +345,7 @@ def test_forged_unlock_posts_do_nothing(driver: Any, app: Flask, base_url: str) 
         " f.action = arguments[0]; document.body.appendChild(f); f.submit();",
         f"/lockout/key/{victim}/unlock",
     )
-    WebDriverWait(driver, 10, poll_frequency=0.05).until(staleness_of(page))
+    wait_replaced(driver, page)
     assert "Nothing was unlocked." in text(driver)
     with app.app_context():
         assert _lockout(app).is_locked(victim)[0]
