@@ -28,7 +28,8 @@ _RECEIVE_SIZE = 65536
 #: poll() takes at most INT_MAX ms; a longer timeout waits in several polls.
 _LONGEST_POLL_MS = 2**31 - 1
 #: Never block, and never raise SIGPIPE in an app that did not ignore it.
-_FLAGS = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
+#: (Windows has neither, and no libc path: see _find_libc.)
+_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 
 
 class _Libc(NamedTuple):
