@@ -370,6 +370,14 @@ def test_a_reply_of_the_wrong_shape_is_a_storage_error(
         storage.lockout_reserve_all(attempts, policy, "t", 30)
     with pytest.raises(StorageError, match="unexpected reply"):
         storage.rate_limit_hit_many(["login:ip:1.2.3.4"], as_limits("5/minute"))
+    monkeypatch.setattr(storage, "_run", lambda *args, **kwargs: reply)
+    with pytest.raises(StorageError, match="unexpected reply"):
+        storage.throttle_hit("login:ip:1.2.3.4", 60)
+    with pytest.raises(StorageError, match="unexpected reply"):
+        storage.throttle_status("login:ip:1.2.3.4")
+    if not isinstance(reply, bytes):
+        with pytest.raises(StorageError, match="unexpected reply"):
+            storage.token_take("hash")
 
 
 @pytest.mark.redis

@@ -4,6 +4,7 @@ decisions that stay correct when the server closes them or the process forks."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import threading
@@ -81,10 +82,10 @@ def test_commands_are_written_in_the_redis_protocol() -> None:
 
 
 class TrickleSocket:
-    """Hands a recorded answer back one byte per ``recv``."""
+    """Hands a recorded answer back ``chunk`` bytes per ``recv``."""
 
-    def __init__(self, answer: bytes) -> None:
-        self.answer = answer
+    def __init__(self, answer: bytes, chunk: int = 1) -> None:
+        self.answer, self.chunk = answer, chunk
 
     def sendall(self, data: bytes) -> None:
         pass
@@ -93,13 +94,13 @@ class TrickleSocket:
         return None
 
     def recv(self, size: int) -> bytes:
-        byte, self.answer = self.answer[:1], self.answer[1:]
-        return byte
+        part, self.answer = self.answer[: self.chunk], self.answer[self.chunk :]
+        return part
 
 
 class TrickleConnection:
-    def __init__(self, answer: bytes) -> None:
-        self._sock = TrickleSocket(answer)
+    def __init__(self, answer: bytes, chunk: int = 1) -> None:
+        self._sock = TrickleSocket(answer, chunk)
         self.disconnected = False
 
     def disconnect(self) -> None:
@@ -111,6 +112,15 @@ def test_replies_cut_anywhere_by_the_network_are_read_whole() -> None:
     answer = b"*2\r\n:1\r\n$3\r\nabc\r\n>1\r\n$4\r\ninfo\r\n:9\r\n"
     connection = TrickleConnection(answer)
     assert wire._exchange(connection, b"", 2) == ([[1, b"abc"], 9], True)
+
+
+def test_a_push_read_with_the_last_answer_is_not_an_extra_answer() -> None:
+    # RESP3 maintenance notices may follow an answer in the same read.
+    wire = DirectWire(None, (ConnectionError, TimeoutError))
+    answer = b":1\r\n>2\r\n$7\r\nmessage\r\n:1\r\n"
+    assert wire._exchange(TrickleConnection(answer, 1024), b"", 1) == ([1], True)
+    with pytest.raises(ConnectionError, match="more than was asked"):
+        wire._exchange(TrickleConnection(b":1\r\n:2\r\n", 1024), b"", 1)
 
 
 def test_a_connection_closed_mid_reply_is_an_error() -> None:
@@ -172,6 +182,41 @@ def test_a_reply_trickled_byte_by_byte_times_out_once_for_the_whole_reply(
     # Each byte came within the timeout; the whole reply did not. A socket
     # that times each read out on its own may take one more read.
     assert 0.25 <= waited < 1.0
+
+
+def test_a_reply_already_there_is_read_even_when_the_thread_resumes_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A thread starved of the GIL past the deadline, with the rest of the
+    # reply waiting in the socket: an answer, not a timeout.
+    from flask_lockout.storage import wire as wire_module
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+    client.settimeout(0.2)
+    peer.sendall(b"$10\r\n01234")
+    real_receive, calls = wire_module.receive, []
+
+    def late(sock: socket.socket, deadline: float | None) -> bytes:
+        data = real_receive(sock, deadline)
+        calls.append(1)
+        if len(calls) == 1:
+            peer.sendall(b"56789\r\n")
+            assert select.select([sock], [], [], 2.0)[0]
+            time.sleep(0.3)  # past the deadline
+        return data
+
+    monkeypatch.setattr(wire_module, "receive", late)
+    wire = DirectWire(None, (ConnectionError, TimeoutError))
+    try:
+        assert wire._exchange(SocketConnection(client), b"", 1) == (
+            [b"0123456789"],
+            False,
+        )
+    finally:
+        client.close()
+        peer.close()
 
 
 def test_a_reply_far_longer_than_any_script_answer_is_a_connection_error() -> None:

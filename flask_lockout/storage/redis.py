@@ -330,17 +330,18 @@ class RedisStorage(Storage):
     # -- fixed-window throttle ----------------------------------------------
 
     def throttle_status(self, key: str) -> ThrottleCount:
-        count, ttl_ms = self._run(
-            "throttle", [self.storage_key(key, "throttle")], ["status", 0]
-        )
-        return ThrottleCount(int(count), int(ttl_ms) / 1000)
+        skey = self.storage_key(key, "throttle")
+        reply = self._run("throttle", [skey], ["status", 0])
+        with _READING_REPLY:
+            count, ttl_ms = reply
+            return ThrottleCount(int(count), int(ttl_ms) / 1000)
 
     def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
         skey = self.storage_key(key, "throttle")
-        count, ttl_ms = self._run(
-            "throttle", [skey], ["hit", max(1, _ms(window_seconds))]
-        )
-        return ThrottleCount(int(count), int(ttl_ms) / 1000)
+        reply = self._run("throttle", [skey], ["hit", max(1, _ms(window_seconds))])
+        with _READING_REPLY:
+            count, ttl_ms = reply
+            return ThrottleCount(int(count), int(ttl_ms) / 1000)
 
     def throttle_reset(self, key: str) -> None:
         client = self.client
@@ -438,7 +439,11 @@ class RedisStorage(Storage):
         found = self._run("token", [self.storage_key(token_hash, "token")], [])
         if found is None:
             return None
-        return found.decode() if isinstance(found, bytes) else str(found)
+        if isinstance(found, bytes):
+            return found.decode()
+        if isinstance(found, str):
+            return found
+        raise StorageError(f"Redis sent an unexpected reply: {found!r}")
 
     def clear(self) -> None:
         self._delete_matching(f"{_glob_escape(self.prefix)}:{{*}}:*")

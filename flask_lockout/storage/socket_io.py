@@ -86,6 +86,12 @@ def _held(sock: Any) -> _Libc | None:
     return _libc
 
 
+def keeps_deadline(sock: Any) -> bool:
+    """True when :func:`receive` holds a reply's deadline itself on ``sock``
+    (and still reads bytes that are already there once it has passed)."""
+    return _held(sock) is not None
+
+
 def deadline_for(sock: Any) -> float | None:
     """When a wait that starts now must end: the socket's timeout from now."""
     timeout = sock.gettimeout()

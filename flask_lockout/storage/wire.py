@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .socket_io import deadline_for, is_plain, receive, send_now
+from .socket_io import deadline_for, is_plain, keeps_deadline, receive, send_now
 
 #: Connections kept between decisions, at most: about one per thread that
 #: decides at once. More go back to the pool.
@@ -193,6 +193,9 @@ class DirectWire:
         # One deadline for the whole reply: a server (or a proxy) that
         # trickles it byte by byte does not get a timeout per byte.
         deadline = deadline_for(sock)
+        # Sockets that time each read out on their own (TLS, gevent) are
+        # held to it here, between reads.
+        between_reads = None if keeps_deadline(sock) else deadline
         try:
             _send(sock, payload)
             while len(replies) < count:
@@ -207,9 +210,11 @@ class DirectWire:
                         else:
                             replies.append(reply)
                         continue
-                if buffer and deadline is not None and time.monotonic() >= deadline:
-                    # Bytes that keep coming, or a trickle on a socket that
-                    # times out each read on its own (TLS, gevent), end here.
+                if (
+                    buffer
+                    and between_reads is not None
+                    and time.monotonic() >= between_reads
+                ):
                     raise TimeoutError("the reply took too long")
                 data = receive(sock, deadline)
                 if not data:
@@ -221,6 +226,15 @@ class DirectWire:
                 buffer += data
                 if len(buffer) > MAX_REPLY_BYTES:
                     raise ValueError("the reply is far too long")
+            # A push that came in the same read as the last answer.
+            while pos < len(buffer):
+                try:
+                    extra, after = parse(buffer, pos)
+                except Incomplete:
+                    break
+                if not isinstance(extra, PushReply):
+                    break
+                pos, pushed = after, True
         except (ConnectionResetError, BrokenPipeError) as exc:
             if not buffer:
                 raise _ClosedBeforeReply from exc
