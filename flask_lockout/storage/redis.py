@@ -499,17 +499,19 @@ def _policy_args(policy: LockoutConfig) -> tuple[bytes, ...]:
 
 
 class _TranslatedErrors:
-    """Client errors raised inside the block come out as
-    :class:`StorageUnavailable` (unreachable) or :class:`StorageError`."""
+    """Errors raised inside the block come out as :class:`StorageUnavailable`
+    (``unavailable``: unreachable) or :class:`StorageError` (``other``,
+    with ``failed`` in front of the message); ours pass as they are."""
 
-    __slots__ = ("unavailable", "other")
+    __slots__ = ("unavailable", "other", "failed")
 
     def __init__(
         self,
         unavailable: tuple[type[BaseException], ...],
         other: tuple[type[BaseException], ...],
+        failed: str = "Redis failed",
     ) -> None:
-        self.unavailable, self.other = unavailable, other
+        self.unavailable, self.other, self.failed = unavailable, other, failed
 
     def __enter__(self) -> None:
         return None
@@ -525,30 +527,17 @@ class _TranslatedErrors:
         if isinstance(error, self.unavailable):
             raise StorageUnavailable(f"Redis is unreachable: {error}") from error
         if isinstance(error, self.other):
-            raise StorageError(f"Redis failed: {error}") from error
+            raise StorageError(f"{self.failed}: {error}") from error
 
 
-class _ReadingReply:
-    """A script's reply of the wrong type or shape (from a faulty proxy or
-    server) comes out of the block as a :class:`StorageError`, which the
-    fail mode handles, not as an exception the app answers with a 500."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if isinstance(error, ValueError | TypeError | AttributeError | IndexError):
-            raise StorageError(f"Redis sent an unexpected reply: {error!r}") from error
-
-
-_READING_REPLY = _ReadingReply()
+#: Around the reading of a script's reply: one of the wrong type or shape
+#: (from a faulty proxy or server) is a StorageError, which the fail mode
+#: handles, not an exception the app answers with a 500.
+_READING_REPLY = _TranslatedErrors(
+    (),
+    (ValueError, TypeError, AttributeError, IndexError),
+    "Redis sent an unexpected reply",
+)
 
 
 def _integers(reply: bytes | str) -> list[int]:

@@ -78,12 +78,15 @@ def is_plain(sock: Any) -> bool:
     return type(sock).__module__ == "socket"
 
 
+def pollable(sock: Any) -> bool:
+    """True for a plain socket while ``select.poll`` is there (eventlet's
+    monkey patching removes it)."""
+    return is_plain(sock) and hasattr(select, "poll")
+
+
 def _held(sock: Any) -> _Libc | None:
-    """libc's calls for a plain socket, where there are any and
-    ``select.poll`` is still there (eventlet removes it)."""
-    if not is_plain(sock) or not hasattr(select, "poll"):
-        return None
-    return _libc
+    """libc's calls for a pollable socket, where there are any."""
+    return _libc if pollable(sock) else None
 
 
 def keeps_deadline(sock: Any) -> bool:

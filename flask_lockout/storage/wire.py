@@ -18,7 +18,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .socket_io import deadline_for, is_plain, keeps_deadline, receive, send_now
+from .socket_io import (
+    deadline_for,
+    is_plain,
+    keeps_deadline,
+    pollable,
+    receive,
+    send_now,
+)
 
 #: Connections kept between decisions, at most: about one per thread that
 #: decides at once. More go back to the pool.
@@ -288,7 +295,7 @@ def _idle_and_open(connection: Any) -> bool:
     sock = connection._sock
     if sock is None:
         return True  # the next write connects it
-    if not is_plain(sock) or not hasattr(select, "poll"):
+    if not pollable(sock):
         # TLS may hold decrypted bytes itself; green sockets wait their way.
         return not connection.can_read(timeout=0)
     poller = select.poll()
