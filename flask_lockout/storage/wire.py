@@ -205,18 +205,23 @@ class DirectWire:
         between_reads = None if keeps_deadline(sock) else deadline
         try:
             _send(sock, payload)
-            while len(replies) < count:
+            while True:
                 if pos < len(buffer):  # nothing unread: no parse to fail
                     try:
-                        reply, pos = parse(buffer, pos)
+                        reply, after = parse(buffer, pos)
                     except Incomplete:
                         pass
                     else:
+                        # Pushes may come before, between or after answers.
                         if isinstance(reply, PushReply):
-                            pushed = True
-                        else:
+                            pos, pushed = after, True
+                            continue
+                        if len(replies) < count:
+                            pos = after
                             replies.append(reply)
-                        continue
+                            continue
+                if len(replies) == count:
+                    break  # anything left unread is checked below
                 if (
                     buffer
                     and between_reads is not None
@@ -233,15 +238,6 @@ class DirectWire:
                 buffer += data
                 if len(buffer) > MAX_REPLY_BYTES:
                     raise ValueError("the reply is far too long")
-            # A push that came in the same read as the last answer.
-            while pos < len(buffer):
-                try:
-                    extra, after = parse(buffer, pos)
-                except Incomplete:
-                    break
-                if not isinstance(extra, PushReply):
-                    break
-                pos, pushed = after, True
         except (ConnectionResetError, BrokenPipeError) as exc:
             if not buffer:
                 raise _ClosedBeforeReply from exc
