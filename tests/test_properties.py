@@ -25,6 +25,8 @@ from flask_lockout import (
     SlidingWindowStore,
 )
 from flask_lockout.limits import Limit
+from flask_lockout.policy import Outcome
+from flask_lockout.storage.base import AttemptKey, Settlement
 
 from .conftest import FakeClock
 
@@ -228,3 +230,71 @@ def test_throttle_lua_matches_python(
                 continue
             first, second = (throttle.hit("k") for throttle in throttles)
             assert first == second
+
+
+#: A reservation's steps: reserve (key, spelling), settle pending attempt i
+#: with an outcome, advance the clock, or read a key's state.
+reservation_steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("reserve"), st.sampled_from(KEYS), st.sampled_from(["", "x", "y"])
+        ),
+        st.tuples(
+            st.just("settle"),
+            st.integers(0, 5),
+            st.sampled_from(
+                [Outcome.FAILURE, Outcome.RELEASE, Outcome.UNKNOWN, Outcome.SUCCESS]
+            ),
+        ),
+        # The same give-back sent again (a command retried after a dropped
+        # connection): it must change nothing.
+        st.tuples(st.just("again"), st.integers(0, 5), st.just("")),
+        st.tuples(st.just("advance"), st.integers(0, 90), st.just("")),
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(policy=policies, steps=reservation_steps)
+def test_reservations_in_lua_match_python(
+    policy: LockoutConfig, steps: list[tuple[str, Any, Any]]
+) -> None:
+    """Reserving, giving back (exactly, once per window, or forgiving a
+    spelling), giving back again, and reading state: the script and the
+    memory store agree at every step, and each settles what it reserved with
+    its own receipts."""
+    with stores() as (clock, storages):
+        # Per store: the attempts not settled yet, (token, key, spelling,
+        # receipt), in the same order for both; and those settled, with how.
+        pending: list[list[tuple[str, str, str, Any]]] = [[], []]
+        settled: list[list[tuple[str, Settlement]]] = [[], []]
+        for number, (op, arg, extra) in enumerate(steps):
+            if op == "advance":
+                clock.advance(arg)
+            elif op == "reserve":
+                token = f"t{number}"
+                answers = [
+                    s.lockout_reserve_all([AttemptKey(arg, extra)], policy, token, 30)[
+                        0
+                    ]
+                    for s in storages
+                ]
+                first, second = answers
+                assert first[:3] == second[:3], (op, arg, clock())
+                if first.granted:
+                    for queue, answer in zip(pending, answers, strict=True):
+                        queue.append((token, arg, extra, answer.receipt))
+            elif op == "settle" and arg < len(pending[0]):
+                for store, queue, done in zip(storages, pending, settled, strict=True):
+                    token, key, spelling, receipt = queue.pop(arg)
+                    settlement = Settlement(key, extra, spelling, receipt)
+                    store.lockout_settle_all([settlement], policy, token)
+                    done.append((token, settlement))
+            elif op == "again" and arg < len(settled[0]):
+                for store, done in zip(storages, settled, strict=True):
+                    token, settlement = done[arg]
+                    store.lockout_settle_all([settlement], policy, token)
+            for key in KEYS:
+                states = [s.lockout_status(key, policy) for s in storages]
+                assert states[0] == states[1], (op, arg, extra, key, clock())

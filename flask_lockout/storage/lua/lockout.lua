@@ -4,12 +4,14 @@
 -- number, lu locked until, lf last failure, t failures since clean, g until
 -- when the no-verdict give-back is used up (times in ms), x the tokens of
 -- the last APPLIED_TOKENS attempts given back (a command sent again after a
--- dropped connection must not give one back twice), and s:<spelling>
--- failures per typed spelling.
+-- dropped connection must not give one back twice), after "@<ms>", until
+-- when their receipts can come back (the hash lives that long), and
+-- s:<spelling> failures per typed spelling.
 -- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
 --       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
 --       max_spellings, then one spelling per key ("" for none), then for
 --       release, unknown and success one receipt per key.
+-- now: the server time in ms when guard.lua calls this body, else nil.
 -- A reserved attempt counts as a failure at once; release and success give
 -- it back, so a wrong password costs one call and writes nothing else. To
 -- give it back, the caller hands in the receipt the reservation returned:
@@ -18,6 +20,14 @@
 -- Returns every key's reply in one string of integers: reserve "granted
 -- locked retry_seconds" then ";" and the receipts, separated by ";"; the
 -- others "locked retry_seconds failures lock_number".
+--
+-- Written for Redis's time more than for brevity, as every wrong password
+-- runs it: turning a number into text or back costs about as much as a
+-- command (a Lua number handed to redis.call is printed with %.17g), and so
+-- does each field written. A save writes only the fields that changed, as
+-- text, keeping the text it read for the rest; the policy's numbers are read
+-- where they are used; and the helpers below are made once per call, not
+-- once per key, working on the key being decided.
 if redis.replicate_commands then redis.replicate_commands() end
 local op = ARGV[1]
 if op == 'clear' then
@@ -26,168 +36,228 @@ if op == 'clear' then
 end
 local max_failures = tonumber(ARGV[2])
 local window_ms = tonumber(ARGV[3])
-local reset_after_ms = tonumber(ARGV[4])
-local base_ms = tonumber(ARGV[5])
-local multiplier = tonumber(ARGV[6])
-local max_ms = tonumber(ARGV[7])
 local token = ARGV[9]
-local ttl_ms = tonumber(ARGV[10])
-local max_spellings = tonumber(ARGV[11])
 
--- Fields of the state hash besides the spellings.
-local STATE_FIELDS = 8
 local APPLIED_TOKENS = 8
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local reset_after_ms = nil  -- read on first use
+local issued_expiry = nil  -- the same for every key: formatted once
 
-local function decide(state_key, spelling, receipt)
-  local h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g',
-    'x')
-  local f = tonumber(h[1]) or 0
-  local ws = tonumber(h[2]) or 0
-  local n = tonumber(h[3]) or 0
-  local lu = tonumber(h[4]) or 0
-  local lf = tonumber(h[5]) or 0
-  local total = tonumber(h[6]) or 0
-  local g = tonumber(h[7]) or 0
-  local applied = h[8] or ''
+-- The key being decided: its hash, the typed spelling and the receipt; the
+-- fields as read (h), their values now, and their values as read (nil once
+-- the hash is deleted, so that a save writes them all).
+local state_key, spelling, receipt, h
+local f, ws, n, lu, lf, total, g, applied
+local f0, ws0, n0, lu0, lf0, total0, g0, applied0
+local had_expiry
+
+-- A stored integer field: absent and '0' (the usual) need no conversion.
+local function int(text)
+  if not text or text == '0' then return 0 end
+  return tonumber(text)
+end
+
+local function forget_stored()
+  h = {}
+  f0, ws0, n0, lu0, lf0, total0, g0, applied0 = nil, nil, nil, nil, nil, nil,
+    nil, nil
+end
+
+-- Until when the tokens given back must be kept (0: none are).
+local function applied_until()
+  if applied == '' then return 0 end
+  return tonumber(string.match(applied, '^@(%d+)')) or 0
+end
+
+local function state_expires()
+  if n > 0 then
+    reset_after_ms = reset_after_ms or tonumber(ARGV[4])
+    return math.max(lf + reset_after_ms, lu)
+  end
+  if f > 0 or total > 0 then return ws + window_ms end
+  return 0
+end
+
+local function retry_after()
+  if lu > now then return math.ceil((lu - now) / 1000) end
+  return 0
+end
+
+local function reply()
+  local locked = 0
+  if lu > now then locked = 1 end
+  return string.format('%d %d %d %d', locked, retry_after(), f, n)
+end
+
+local function lock_ms(number)
+  if ARGV[8] ~= '' then
+    local schedule = {}
+    for part in string.gmatch(ARGV[8], '[^,]+') do
+      schedule[#schedule + 1] = tonumber(part)
+    end
+    return schedule[math.min(number, #schedule)]
+  end
+  local base_ms, multiplier = tonumber(ARGV[5]), tonumber(ARGV[6])
+  return math.min(base_ms * multiplier ^ (number - 1), tonumber(ARGV[7]))
+end
+
+-- The fields the next HSET writes, name then text.
+local writes, written = {}, 0
+
+-- A field's text: as read when its value did not change, else formatted
+-- and queued for writing.
+local function field(name, value, before, stored)
+  if value == before and stored then return stored end
+  local text = string.format('%d', value)
+  writes[written + 1], writes[written + 2] = name, text
+  written = written + 2
+  return text
+end
+
+-- Store the state; returns its text "f ws n lu lf t" for a receipt.
+local function save()
+  written = 0
+  local saved = field('f', f, f0, h[1]) .. ' ' .. field('ws', ws, ws0, h[2])
+    .. ' ' .. field('n', n, n0, h[3]) .. ' ' .. field('lu', lu, lu0, h[4])
+    .. ' ' .. field('lf', lf, lf0, h[5]) .. ' ' .. field('t', total, total0, h[6])
+  field('g', g, g0, h[7])
+  if applied ~= applied0 then
+    writes[written + 1], writes[written + 2] = 'x', applied
+    written = written + 2
+  end
+  local expires = math.max(state_expires(), g, applied_until())
+  if expires <= now then
+    redis.call('DEL', state_key)
+    return saved
+  end
+  if written > 0 then
+    redis.call('HSET', state_key, unpack(writes, 1, written))
+  end
+  -- The key keeps its TTL when its expiry did not move.
+  if expires ~= had_expiry then
+    redis.call('PEXPIREAT', state_key, string.format('%d', expires))
+  end
+  return saved
+end
+
+-- How many spellings the hash holds: its fields but the state's.
+local function spellings_held()
+  local held = redis.call('HLEN', state_key)
+  for i = 1, 8 do
+    if h[i] then held = held - 1 end
+  end
+  return held
+end
+
+-- A spelling's count, in one command when it is known; a new spelling
+-- past the cap, or one counted with the others, goes to 's:~'.
+local function add_spelling(count)
+  if spelling == '' or spelling == '-' then return end
+  local name = 's:' .. spelling
+  local step = count > 0 and '1' or '-1'
+  local value = redis.call('HINCRBY', state_key, name, step)
+  if value == count and (count < 0 or spellings_held() > tonumber(ARGV[11])) then
+    redis.call('HDEL', state_key, name)
+    name = 's:~'
+    value = redis.call('HINCRBY', state_key, name, step)
+  end
+  if value <= 0 then redis.call('HDEL', state_key, name) end
+end
+
+local function count_failure()
+  if lu > now then return end
+  lf = now
+  if n > 0 then
+    n = n + 1
+    lu = now + math.floor(lock_ms(n) + 0.5)
+  else
+    if f == 0 then ws = now end
+    f = f + 1
+    if f >= max_failures then
+      f = 0
+      n = 1
+      lu = now + math.floor(lock_ms(1) + 0.5)
+    end
+  end
+  total = total + 1
+  add_spelling(1)
+end
+
+-- Give a reserved attempt back: exactly, when nothing came after it; else
+-- one failure, unless a lock came since (then it stays counted).
+local function release(once)
+  if not receipt or receipt == '' then return end
+  if string.find(' ' .. applied .. ' ', ' ' .. token .. ' ', 1, true) then
+    return  -- given back already: this is the same command sent again
+  end
+  local p = {}
+  for word in string.gmatch(receipt, '%S+') do p[#p + 1] = word end
+  if tonumber(p[1]) <= now then return end  -- it outlived its view
+  if once then
+    -- A view that ran and failed: one give-back per key and window, and
+    -- never one that would undo the lock this attempt set.
+    if g > now or p[2] == '1' then return end
+    g = now + window_ms
+  end
+  -- Nothing came after it when the state is still as it left it (a
+  -- comparison of what is stored: a deployment's older workers write
+  -- this state too).
+  if tonumber(p[9]) == f and tonumber(p[10]) == ws and tonumber(p[11]) == n
+      and tonumber(p[12]) == lu and tonumber(p[13]) == lf
+      and tonumber(p[14]) == total then
+    f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
+    lu, lf, total = tonumber(p[6]), tonumber(p[7]), tonumber(p[8])
+  elseif n == tonumber(p[5]) and f > 0 then
+    f, total = f - 1, total - 1
+  else
+    return
+  end
+  add_spelling(-1)
+  local kept = math.max(applied_until(), tonumber(p[1]))
+  local tokens = {'@' .. string.format('%d', kept), token}
+  for word in string.gmatch(applied, '[^@%s]%S*') do
+    if #tokens > APPLIED_TOKENS then break end
+    tokens[#tokens + 1] = word
+  end
+  applied = table.concat(tokens, ' ')
+end
+
+local function decide()
+  h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g', 'x')
+  f, ws, n = int(h[1]), int(h[2]), int(h[3])
+  lu, lf, total, g = int(h[4]), int(h[5]), int(h[6]), int(h[7])
+  applied = h[8] or ''
+  f0, ws0, n0, lu0, lf0, total0, g0, applied0 = f, ws, n, lu, lf, total, g,
+    applied
   if g <= now then g = 0 end
 
-  local function state_expires()
-    if n > 0 then return math.max(lf + reset_after_ms, lu) end
-    if f > 0 or total > 0 then return ws + window_ms end
-    return 0
-  end
-
-  -- The state as stored, for a reservation's receipt (strings, not formatted).
+  -- The state as stored, for a reservation's receipt (text, not formatted).
   local stored = nil
   if h[1] then
-    stored = table.concat({h[1], h[2] or '0', h[3] or '0', h[4] or '0',
-      h[5] or '0', h[6] or '0'}, ' ')
+    stored = h[1] .. ' ' .. (h[2] or '0') .. ' ' .. (h[3] or '0') .. ' '
+      .. (h[4] or '0') .. ' ' .. (h[5] or '0') .. ' ' .. (h[6] or '0')
   end
+  had_expiry = nil
   if h[1] and now >= state_expires() and f + n + total > 0 then
     -- Clean again: drop the old spellings with the rest, not the give-back.
     redis.call('DEL', state_key)
     f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
     stored = nil
-    if g > 0 then
-      redis.call('HSET', state_key, 'g', g)
-      redis.call('PEXPIREAT', state_key, g)
+    forget_stored()
+    -- The give-back's window and the tokens given back outlive the rest.
+    local kept = math.max(g, applied_until())
+    if kept > now then
+      redis.call('HSET', state_key, 'g', string.format('%d', g), 'x', applied)
+      redis.call('PEXPIREAT', state_key, string.format('%d', kept))
     end
   end
 
   -- The expiry the stored hash already has (nil when it must be set).
-  local had_expiry = nil
   if h[1] then had_expiry = math.max(state_expires(), g) end
-
-  local function retry_after()
-    if lu > now then return math.ceil((lu - now) / 1000) end
-    return 0
-  end
-
-  local function reply()
-    local locked = 0
-    if lu > now then locked = 1 end
-    return string.format('%d %d %d %d', locked, retry_after(), f, n)
-  end
-
-  local function lock_ms(number)
-    if ARGV[8] ~= '' then
-      local schedule = {}
-      for part in string.gmatch(ARGV[8], '[^,]+') do
-        schedule[#schedule + 1] = tonumber(part)
-      end
-      return schedule[math.min(number, #schedule)]
-    end
-    return math.min(base_ms * multiplier ^ (number - 1), max_ms)
-  end
-
-  local function save()
-    local expires = math.max(state_expires(), g)
-    if expires <= now then
-      redis.call('DEL', state_key)
-      return
-    end
-    redis.call('HSET', state_key, 'f', f, 'ws', ws, 'n', n, 'lu', lu, 'lf', lf,
-      't', total, 'g', g, 'x', applied)
-    -- The key keeps its TTL when its expiry did not move.
-    if expires ~= had_expiry then
-      redis.call('PEXPIREAT', state_key, expires)
-    end
-  end
-
-  -- A spelling's count, in one command when it is known; a new spelling
-  -- past the cap, or one counted with the others, goes to 's:~'.
-  local function add_spelling(name, count)
-    if name == '' or name == '-' then return end
-    local field = 's:' .. name
-    local value = redis.call('HINCRBY', state_key, field, count)
-    if value == count and (count < 0
-        or redis.call('HLEN', state_key) - STATE_FIELDS > max_spellings) then
-      redis.call('HDEL', state_key, field)
-      field = 's:~'
-      value = redis.call('HINCRBY', state_key, field, count)
-    end
-    if value <= 0 then redis.call('HDEL', state_key, field) end
-  end
-
-  local function count_failure()
-    if lu > now then return end
-    lf = now
-    if n > 0 then
-      n = n + 1
-      lu = now + math.floor(lock_ms(n) + 0.5)
-    else
-      if f == 0 then ws = now end
-      f = f + 1
-      if f >= max_failures then
-        f = 0
-        n = 1
-        lu = now + math.floor(lock_ms(1) + 0.5)
-      end
-    end
-    total = total + 1
-    add_spelling(spelling, 1)
-  end
-
-  -- Give a reserved attempt back: exactly, when nothing came after it; else
-  -- one failure, unless a lock came since (then it stays counted).
-  local function release(once)
-    if not receipt or receipt == '' then return end
-    if string.find(' ' .. applied .. ' ', ' ' .. token .. ' ', 1, true) then
-      return  -- given back already: this is the same command sent again
-    end
-    local p = {}
-    for word in string.gmatch(receipt, '%S+') do p[#p + 1] = word end
-    if tonumber(p[1]) <= now then return end  -- it outlived its view
-    if once then
-      -- A view that ran and failed: one give-back per key and window, and
-      -- never one that would undo the lock this attempt set.
-      if g > now or p[2] == '1' then return end
-      g = now + window_ms
-    end
-    -- Nothing came after it when the state is still as it left it (a
-    -- comparison of what is stored: a deployment's older workers write
-    -- this state too).
-    if tonumber(p[9]) == f and tonumber(p[10]) == ws and tonumber(p[11]) == n
-        and tonumber(p[12]) == lu and tonumber(p[13]) == lf
-        and tonumber(p[14]) == total then
-      f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
-      lu, lf, total = tonumber(p[6]), tonumber(p[7]), tonumber(p[8])
-    elseif n == tonumber(p[5]) and f > 0 then
-      f, total = f - 1, total - 1
-    else
-      return
-    end
-    add_spelling(spelling, -1)
-    local tokens = {token}
-    for word in string.gmatch(applied, '%S+') do
-      if #tokens >= APPLIED_TOKENS then break end
-      tokens[#tokens + 1] = word
-    end
-    applied = table.concat(tokens, ' ')
-  end
 
   if op == 'status' then
     return reply()
@@ -203,12 +273,13 @@ local function decide(state_key, spelling, receipt)
     if lu > now then return string.format('0 1 %d', retry_after()), '' end
     local lock_before = n
     count_failure()
-    save()
-    local locked = 0
-    if n > lock_before then locked = 1 end
-    local issued = string.format('%d %d ', now + ttl_ms, locked)
-      .. (stored or '0 0 0 0 0 0')
-      .. string.format(' %d %d %d %d %d %d', f, ws, n, lu, lf, total)
+    local saved = save()
+    local locked = ' 0 '
+    if n > lock_before then locked = ' 1 ' end
+    issued_expiry = issued_expiry
+      or string.format('%d', now + tonumber(ARGV[10]))
+    local issued = issued_expiry .. locked .. (stored or '0 0 0 0 0 0') .. ' '
+      .. saved
     if lu > now then return string.format('1 1 %d', retry_after()), issued end
     return '1 0 0', issued
   end
@@ -236,6 +307,7 @@ local function decide(state_key, spelling, receipt)
     if mine > 0 and mine >= total then
       f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
       redis.call('DEL', state_key)
+      forget_stored()
       had_expiry = nil
       save()
       return '0 0 0 0'
@@ -253,9 +325,10 @@ end
 
 local replies, receipts = {}, {}
 for i = 1, #KEYS do
-  local reply, issued = decide(KEYS[i], ARGV[11 + i], ARGV[11 + #KEYS + i])
-  if type(reply) == 'table' then return reply end  -- an error reply
-  replies[i], receipts[i] = reply, issued
+  state_key, spelling, receipt = KEYS[i], ARGV[11 + i], ARGV[11 + #KEYS + i]
+  local answer, issued = decide()
+  if type(answer) == 'table' then return answer end  -- an error reply
+  replies[i], receipts[i] = answer, issued
 end
 if op == 'reserve' then
   return table.concat(replies, ' ') .. ';' .. table.concat(receipts, ';')

@@ -7,9 +7,12 @@
 -- Mirrors flask_lockout.limits.sliding_window_decision, in milliseconds.
 -- The reset reported is the time left in the current window, or on a
 -- refusal the wait itself, so RateLimit-Reset agrees with Retry-After.
+-- now: the server time in ms when guard.lua calls this body, else nil.
 if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 
 local allowed = true
 local best_remaining, best_limit, best_reset, best_i = nil, 0, 0, 1
@@ -22,8 +25,10 @@ for i = 1, #KEYS do
   local index = math.floor(now / period)
   local h = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')
   local w, cur, prev = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+  -- The previous window's count as text, for a window that moved on.
+  local prev_text = '0'
   if w == index - 1 then
-    prev, cur = cur, 0
+    prev, cur, prev_text = cur, 0, h[2] or '0'
   elseif w ~= index then
     prev, cur = 0, 0
   end
@@ -48,18 +53,24 @@ for i = 1, #KEYS do
       worst_wait, worst_limit, worst_i = wait, count, i
     end
   end
-  plans[i] = {index, cur, prev, period, w ~= index}
+  plans[i] = {index, prev_text, period, w ~= index}
 end
 
 if not allowed then
   return string.format('0 0 %d %d %d %d', math.ceil(worst_wait), worst_limit,
     math.ceil(worst_wait), worst_i - 1)
 end
+-- Numbers become text only for a new window: within one, a count of one
+-- more is all that changes, and the expiry stays where it was set.
 for i = 1, #KEYS do
   local plan = plans[i]
-  redis.call('HSET', KEYS[i], 'w', plan[1], 'c', plan[2] + 1, 'p', plan[3])
-  -- Within one window the expiry stays where it was set.
-  if plan[5] then redis.call('PEXPIREAT', KEYS[i], (plan[1] + 2) * plan[4]) end
+  if plan[4] then
+    redis.call('HSET', KEYS[i], 'w', string.format('%d', plan[1]), 'c', '1',
+      'p', plan[2])
+    redis.call('PEXPIREAT', KEYS[i], string.format('%d', (plan[1] + 2) * plan[3]))
+  else
+    redis.call('HINCRBY', KEYS[i], 'c', '1')
+  end
 end
 return string.format('1 %d 0 %d %d %d', best_remaining, best_limit,
   math.ceil(best_reset), best_i - 1)
