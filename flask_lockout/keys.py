@@ -26,6 +26,11 @@ _SOURCES = ("form", "json", "args", "header", "view_arg")
 #: Values longer than this are replaced by their hash in logical keys, so a
 #: huge field costs neither storage nor log space.
 MAX_VALUE_LENGTH = 256
+#: A request's key value longer than this is refused (400) before the view:
+#: no account is named like that, and an app that strips the padding off
+#: would otherwise meet a fresh bucket for every length of padding, while
+#: folding a field of megabytes would cost the server its time.
+MAX_TYPED_LENGTH = 1024
 
 # Marks (accents), format characters (zero-width joiners and spaces, bidi
 # controls), controls, private use, unassigned and separators: nothing an
@@ -95,7 +100,8 @@ class ParsedSpec:
         """This spec's keys for the current request: one, or two when the
         account folds two ways (see :func:`folds`).
 
-        :raises MissingKeyValue: when the field is missing or empty.
+        :raises MissingKeyValue: when the field is missing, empty once
+            folded, too long, or given twice with different values.
         """
         # Stacked decorators read the same specs: fold and hash once a request.
         reads: dict[tuple[ParsedSpec, str], list[KeyValue]] = (
@@ -110,23 +116,40 @@ class ParsedSpec:
         if self.source == "ip":
             return [KeyValue(self, logical_key(scope, "ip", client_ip_key()), "")]
         raw = self._read()
+        field = self.field or self.name
         if raw is None or (isinstance(raw, str) and not raw.strip()):
-            raise MissingKeyValue(f"The request has no {self.field or self.name!r}.")
+            raise MissingKeyValue(f"The request has no {field!r}.")
         text = str(raw)
+        if len(text) > MAX_TYPED_LENGTH:
+            raise MissingKeyValue(
+                f"The request's {field!r} is longer than {MAX_TYPED_LENGTH}"
+                " characters."
+            )
+        values = folds(text)
+        if values == [""]:  # only invisible characters: no account at all
+            raise MissingKeyValue(f"The request has no {field!r}.")
         typed = spelling(text)
         return [
             KeyValue(self, logical_key(scope, self.name, value), typed)
-            for value in folds(text)
+            for value in values
         ]
 
     def _read(self) -> Any:
         if self.func is not None:
             return self.func()
         request = this_request()
-        if self.source == "form":
-            return request.form.get(self.field)
-        if self.source == "args":
-            return request.args.get(self.field)
+        if self.source in ("form", "args"):
+            # A view may read the field from either place (request.values),
+            # or its last copy: every copy must agree, or the key would count
+            # one account while the view checks another.
+            given = {*request.form.getlist(self.field)}
+            given.update(request.args.getlist(self.field))
+            if len(given) > 1:
+                raise MissingKeyValue(
+                    f"The request gives {self.field!r} more than once, with"
+                    " different values."
+                )
+            return given.pop() if given else None
         if self.source == "header":
             return request.headers.get(self.field)
         if self.source == "view_arg":
@@ -224,11 +247,8 @@ def folds(value: str) -> list[str]:
     if value.isascii() and value.isprintable() and len(value) <= MAX_VALUE_LENGTH:
         # The common case, quickly: in ASCII only case and spaces fold.
         return [value.replace(" ", "").lower()]
-    if len(value) > 4 * MAX_VALUE_LENGTH:
-        # No account is named like this: folding a megabyte would only cost
-        # time, so the raw value's digest is the key.
-        raw = value.encode("utf-8", "surrogatepass")
-        return ["sha256:" + hashlib.sha256(raw).hexdigest()]
+    # Always folded before any digest: padding an app strips off must never
+    # make a new key (requests longer than MAX_TYPED_LENGTH are refused).
     text = unicodedata.normalize(
         "NFKD", unicodedata.normalize("NFKD", value).casefold()
     )

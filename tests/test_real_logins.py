@@ -291,6 +291,9 @@ def test_a_missing_field_is_a_400_and_counts_nothing() -> None:
     for _ in range(5):
         missing = client.post("/login", json={"password": "x"})
         assert missing.status_code == 400 and "error" in missing.json
+    # A name of invisible characters only folds to nothing: no shared bucket.
+    for invisible in ("\u200b", "\u0301\u0301", "\t", "\u200b" * 2000):
+        assert client.post("/login", data={"email": invisible}).status_code == 400
     assert client.post("/login", data={"email": "a@x"}).status_code == 401
 
 
@@ -390,3 +393,88 @@ def test_a_5xx_never_undoes_the_lock_it_set(clock: FakeClock) -> None:
         assert statuses == [500, 429]
         checks += 1
     assert checks == 9  # one per lock, the give-back never opens a lock
+
+
+def padding_app() -> Flask:
+    """A view that looks the account up as the example app does (stripped,
+    case-folded), ignoring zero-width characters as some collations do, and
+    reads the field wherever it comes (request.values)."""
+    app = Flask(__name__)
+    lockout = Lockout(app)
+    app.extensions["checks"] = checks = {"n": 0, "found": False}
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by=("ip", "form:email"))
+    def login() -> tuple[str, int]:
+        account = request.values["email"].replace("\u200b", "").strip().casefold()
+        if account != "alice@example.com":
+            return "no such account", 401
+        checks["n"] += 1
+        if request.values["password"] == PASSWORD:
+            checks["found"] = True
+            lockout.succeeded()
+            return "welcome", 200
+        return "wrong email or password", 401
+
+    return app
+
+
+def spread_guess(port: int, number: int, email: str, password: str, query: str) -> int:
+    """One guess from its own loopback address (five per address), so that
+    only the account's key can stop the attack."""
+    source = ("127.0.1." + str(number // 5 + 1), 0)
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=10, source_address=source
+    )
+    try:
+        body = urllib.parse.urlencode({"email": email, "password": password})
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        connection.request("POST", "/login" + query, body, headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "pad",
+    [
+        # Longer than any account name: refused before the view.
+        lambda i: "alice@example.com" + " " * (1100 + i),
+        # Padding the app strips off, or case it folds: the same bucket.
+        lambda i: " " * i + "Alice@Example.com",
+        # On both sides of the length refused.
+        lambda i: "alice@example.com" + "\u200b" * (6 * i),
+    ],
+    ids=["long-spaces", "short-spaces", "zero-width"],
+)
+def test_padding_the_app_strips_off_opens_no_fresh_bucket(
+    pad: Callable[[int], str],
+) -> None:
+    app = padding_app()
+    with serving(app) as port:
+        statuses = [
+            spread_guess(port, i, pad(i), password, "")
+            for i, password in enumerate(WORDLIST)
+        ]
+    checks = app.extensions["checks"]
+    assert checks["n"] <= 5 and not checks["found"]  # was 200 checks, found
+    assert statuses.count(401) <= 5
+
+
+def test_a_field_given_twice_differently_is_refused() -> None:
+    """The key reads the body; a view reading request.values takes the query
+    string first. Both copies must agree, or every guess at alice would be
+    counted on a fresh name."""
+    app = padding_app()
+    with serving(app) as port:
+        statuses = [
+            spread_guess(
+                port, i, f"fresh{i}@example.com", password, "?email=alice@example.com"
+            )
+            for i, password in enumerate(WORDLIST)
+        ]
+    assert app.extensions["checks"] == {"n": 0, "found": False}  # was 40 of 5
+    assert set(statuses) == {400}
+    client = app.test_client()
+    same = {"email": "alice@example.com", "password": "x"}
+    assert client.post("/login?email=alice@example.com", data=same).status_code == 401
