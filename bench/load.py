@@ -2,7 +2,7 @@
 shapes, interleaved in one run.
 
     pip install -e ".[bench]" && apt-get install -y wrk
-    python bench/load.py [--rounds 5] [--seconds 8]
+    python bench/load.py [--rounds 5] [--seconds 8] [--private-redis]
     # the old commit's shapes side by side with this tree's, in one run:
     git worktree add /tmp/old 7ffca6f
     python bench/load.py --old /tmp/old --seconds 5
@@ -14,10 +14,11 @@ gthread worker) on a free loopback port, all started up front and warmed up
 round (each worker takes half of the connections: wrk keeps every one open,
 and an uncapped worker sometimes accepted them all and served alone),
 posting wrong passwords for 5000 rotating accounts (a Lua script that also
-counts the statuses). Redis is 127.0.0.1:6379 (--redis); INFO
+counts the statuses). Redis is 127.0.0.1:6379 (--redis), or with
+--private-redis a redis-server of the run's own on a free loopback port, so
+that no other client of the machine's Redis shows up in its numbers; INFO
 commandstats around each run gives the script calls and the commands
-executed per request (commands inside scripts included; another client of
-the same Redis would show up there too).
+executed per request (commands inside scripts included).
 
 Scenarios (bench/load_app.py builds them):
 
@@ -149,6 +150,26 @@ class Server:
         paths = [p for p in (self.pythonpath, BENCH) if p]
         env["PYTHONPATH"] = os.pathsep.join(paths)
         return env
+
+
+def start_private_redis(args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """A redis-server for this run alone; ``args.redis`` is set to it."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        + ["--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    args.redis = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(args.redis)
+    for _ in range(100):
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError("the private redis-server did not start")
 
 
 def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -318,6 +339,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument(
+        "--private-redis",
+        action="store_true",
+        help="start a redis-server of this run's own on a free port (and stop it)",
+    )
+    parser.add_argument(
         "--old",
         metavar="DIR",
         help="also run Flask-Lockout's scenarios on the package in DIR"
@@ -347,6 +373,7 @@ def main() -> None:
             name = f"{label} {scenario}" if args.old else scenario
             servers.append(Server(name, scenario, path))
     prefix = f"bench-load-{uuid.uuid4().hex[:8]}"
+    private = start_private_redis(args) if args.private_redis else None
     admin = redis.Redis.from_url(args.redis)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(WRK_SCRIPT)
@@ -379,6 +406,9 @@ def main() -> None:
             admin.delete(key)
         for key in admin.scan_iter(match="LIMITS*bench-load-*", count=1000):
             admin.delete(key)
+        if private is not None:
+            private.terminate()
+            private.wait(timeout=30)
     report(servers, args, time.monotonic() - started)
     print(f"gunicorn logs: {log_dir}")
 
@@ -402,7 +432,8 @@ def report(servers: list[Server], args: argparse.Namespace, elapsed: float) -> N
     print(
         f"\ngunicorn 2 workers x 4 threads, wrk 2 threads and {args.connections}"
         f" connections (half per worker), {args.rounds} rounds x {args.seconds} s,"
-        f" password check: {check}, redis-py {redis_module.__version__},"
+        f" password check: {check}, redis-py {redis_module.__version__}"
+        f" on {args.redis}{' (private)' if args.private_redis else ''},"
         f" {elapsed / 60:.1f} min"
     )
     trees = {s.pythonpath or os.path.dirname(BENCH) for s in servers[2:]}
