@@ -87,6 +87,10 @@ def require_positive(name: str, value: Any) -> float:
 
 # -- login lockout --------------------------------------------------------------
 
+#: The longest window, lock or reset a policy may name: ten years, which is
+#: forever for a lock, and far inside what Redis's millisecond times hold.
+MAX_POLICY_SECONDS = 10 * 366 * 86400
+
 
 @dataclass(frozen=True)
 class LockoutConfig:
@@ -130,6 +134,19 @@ class LockoutConfig:
             "backoff_multiplier",
         ):
             require_positive(name, getattr(self, name))
+        for name in (
+            "window_seconds",
+            "base_lock_seconds",
+            "max_lock_seconds",
+            "reset_after_seconds",
+        ):
+            # Redis keeps times as 64-bit milliseconds: "forever" written as
+            # sys.maxsize would wrap around to the past and drop the lock.
+            if getattr(self, name) > MAX_POLICY_SECONDS:
+                raise ValueError(
+                    f"{name} must be at most {MAX_POLICY_SECONDS} (ten years),"
+                    f" not {getattr(self, name)!r}."
+                )
         if self.backoff_multiplier < 1:
             raise ValueError("backoff_multiplier must be at least 1.")
         if self.max_lock_seconds < self.base_lock_seconds:

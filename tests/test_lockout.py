@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from flask_lockout import LockoutConfig, LoginLockout, MemoryStorage
 from flask_lockout.policy import (
     BACKOFF_SCHEDULE_LENGTH,
+    MAX_POLICY_SECONDS,
     MAX_SPELLINGS,
     Outcome,
     reservation_token,
@@ -232,6 +235,43 @@ def test_a_give_back_sent_twice_gives_back_once(backend: Backend) -> None:
     for _ in range(3):
         backend.storage.lockout_settle_all(release, policy, "t")
     assert backend.storage.lockout_status("k", policy).failures == 3
+
+
+def test_each_of_the_last_eight_give_backs_sent_again_gives_back_nothing(
+    backend: Backend,
+) -> None:
+    policy = LockoutConfig(max_failures=20)
+    settled = []
+    for number in range(12):
+        token = f"t{number}"
+        [mine] = backend.storage.lockout_reserve_all(
+            [AttemptKey("k")], policy, token, 30
+        )
+        backend.storage.lockout_reserve_all([AttemptKey("k")], policy, token + "x", 30)
+        release = [Settlement("k", Outcome.RELEASE, "", mine.receipt)]
+        backend.storage.lockout_settle_all(release, policy, token)
+        settled.append((release, token))
+    assert backend.storage.lockout_status("k", policy).failures == 12
+    for release, token in settled[-8:]:
+        backend.storage.lockout_settle_all(release, policy, token)
+        assert backend.storage.lockout_status("k", policy).failures == 12
+
+
+def test_a_lock_of_ten_years_holds_and_forever_is_refused(backend: Backend) -> None:
+    longest = MAX_POLICY_SECONDS
+    policy = LockoutConfig(
+        max_failures=1,
+        base_lock_seconds=longest,
+        max_lock_seconds=longest,
+        reset_after_seconds=longest,
+        window_seconds=longest,
+    )
+    lockout = LoginLockout(policy, storage=backend.storage)
+    assert lockout.record_failure("k") == (True, longest)
+    assert lockout.is_locked("k") == (True, longest)
+    # Redis keeps 64-bit milliseconds: sys.maxsize would wrap to the past.
+    with pytest.raises(ValueError, match="base_lock_seconds must be at most"):
+        LockoutConfig(base_lock_seconds=sys.maxsize, max_lock_seconds=sys.maxsize)
 
 
 def test_giving_back_an_attempt_keeps_a_failure_recorded_after_it(

@@ -105,6 +105,12 @@ def test_allows_exactly_the_limit_then_refuses(backend: Backend) -> None:
     assert 0 < results[3].retry_after <= 120
 
 
+def test_a_limit_named_twice_is_one_limit(backend: Backend) -> None:
+    store = SlidingWindowStore(backend.storage)
+    results = [store.hit("k", "3/min;3/minute") for _ in range(4)]
+    assert [r.allowed for r in results] == [True, True, True, False]
+
+
 def test_hit_returns_allowed_remaining_retry_after(backend: Backend) -> None:
     store = SlidingWindowStore(backend.storage)
     allowed, remaining, retry_after = store.hit("k", "1/minute")

@@ -219,9 +219,9 @@ local function release(once)
   add_spelling(-1)
   local kept = math.max(applied_until(), tonumber(p[1]))
   local tokens = {'@' .. string.format('%d', kept), token}
-  for word in string.gmatch(applied, '[^@%s]%S*') do
+  for word in string.gmatch(applied, '%S+') do
     if #tokens > APPLIED_TOKENS then break end
-    tokens[#tokens + 1] = word
+    if string.sub(word, 1, 1) ~= '@' then tokens[#tokens + 1] = word end
   end
   applied = table.concat(tokens, ' ')
 end
@@ -257,7 +257,7 @@ local function decide()
   end
 
   -- The expiry the stored hash already has (nil when it must be set).
-  if h[1] then had_expiry = math.max(state_expires(), g) end
+  if h[1] then had_expiry = math.max(state_expires(), g, applied_until()) end
 
   if op == 'status' then
     return reply()

@@ -61,15 +61,21 @@ if not allowed then
     math.ceil(worst_wait), worst_i - 1)
 end
 -- Numbers become text only for a new window: within one, a count of one
--- more is all that changes, and the expiry stays where it was set.
+-- more is all that changes, and the expiry stays where it was set. A limit
+-- named twice ("5/min;5/minute") is one window, counted once.
+local counted = {}
 for i = 1, #KEYS do
   local plan = plans[i]
-  if plan[4] then
-    redis.call('HSET', KEYS[i], 'w', string.format('%d', plan[1]), 'c', '1',
-      'p', plan[2])
-    redis.call('PEXPIREAT', KEYS[i], string.format('%d', (plan[1] + 2) * plan[3]))
-  else
-    redis.call('HINCRBY', KEYS[i], 'c', '1')
+  if not counted[KEYS[i]] then
+    counted[KEYS[i]] = true
+    if plan[4] then
+      redis.call('HSET', KEYS[i], 'w', string.format('%d', plan[1]), 'c', '1',
+        'p', plan[2])
+      redis.call('PEXPIREAT', KEYS[i],
+        string.format('%d', (plan[1] + 2) * plan[3]))
+    else
+      redis.call('HINCRBY', KEYS[i], 'c', '1')
+    end
   end
 end
 return string.format('1 %d 0 %d %d %d', best_remaining, best_limit,
