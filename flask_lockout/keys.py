@@ -26,11 +26,16 @@ _SOURCES = ("form", "json", "args", "header", "view_arg")
 #: Values longer than this are replaced by their hash in logical keys, so a
 #: huge field costs neither storage nor log space.
 MAX_VALUE_LENGTH = 256
-#: A request's key value longer than this is refused (400) before the view:
-#: no account is named like that, and an app that strips the padding off
-#: would otherwise meet a fresh bucket for every length of padding, while
-#: folding a field of megabytes would cost the server its time.
+#: A body or query field longer than this (or four times this once
+#: decomposed) is refused (400) before the view: no account is named like
+#: that, an app that strips the padding off would otherwise meet a fresh
+#: bucket for every length of padding, and folding megabytes would cost the
+#: server its time. Headers and the app's own values are hashed instead.
 MAX_TYPED_LENGTH = 1024
+#: Sources an attacker types freely: the body and the query string.
+_TYPED = ("form", "json", "args")
+#: Different copies of one field a request may give; it counts on each.
+MAX_COPIES = 4
 
 # Marks (accents), format characters (zero-width joiners and spaces, bidi
 # controls), controls, private use, unassigned and separators: nothing an
@@ -101,7 +106,7 @@ class ParsedSpec:
         account folds two ways (see :func:`folds`).
 
         :raises MissingKeyValue: when the field is missing, empty once
-            folded, too long, or given twice with different values.
+            folded, too long, or given in more than MAX_COPIES ways.
         """
         # Stacked decorators read the same specs: fold and hash once a request.
         reads: dict[tuple[ParsedSpec, str], list[KeyValue]] = (
@@ -115,52 +120,76 @@ class ParsedSpec:
     def _values(self, scope: str) -> list[KeyValue]:
         if self.source == "ip":
             return [KeyValue(self, logical_key(scope, "ip", client_ip_key()), "")]
-        raw = self._read()
         field = self.field or self.name
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            raise MissingKeyValue(f"The request has no {field!r}.")
-        text = str(raw)
-        if len(text) > MAX_TYPED_LENGTH:
+        texts = self._texts()
+        if len(texts) > MAX_COPIES:
             raise MissingKeyValue(
-                f"The request's {field!r} is longer than {MAX_TYPED_LENGTH}"
-                " characters."
+                f"The request gives {field!r} more than {MAX_COPIES} times."
             )
-        values = folds(text)
-        if values == [""]:  # only invisible characters: no account at all
+        values: list[str] = []
+        for text in texts:
+            for value in self._folded(text, field):
+                if value not in values:
+                    values.append(value)
+        if not values:  # absent, blank, or invisible characters only
             raise MissingKeyValue(f"The request has no {field!r}.")
-        typed = spelling(text)
+        # One account typed: a success may forgive its spelling. With copies
+        # that differ nobody knows which one the view checked: none is.
+        typed = spelling(texts[0]) if len(texts) == 1 else ""
         return [
             KeyValue(self, logical_key(scope, self.name, value), typed)
             for value in values
         ]
 
-    def _read(self) -> Any:
+    def _texts(self) -> list[str]:
+        """Every copy of the value the request gives, blank ones left out.
+
+        A view may read a field from the body or the query string
+        (``request.values`` takes the query string's), and the first copy or
+        the last: the attempt counts on each copy, so that none of them is a
+        fresh bucket while the view checks another."""
         if self.func is not None:
-            return self.func()
-        request = this_request()
-        if self.source in ("form", "args"):
-            # A view may read the field from either place (request.values),
-            # or its last copy: every copy must agree, or the key would count
-            # one account while the view checks another.
-            given = {*request.form.getlist(self.field)}
-            given.update(request.args.getlist(self.field))
-            if len(given) > 1:
-                raise MissingKeyValue(
-                    f"The request gives {self.field!r} more than once, with"
-                    " different values."
-                )
-            return given.pop() if given else None
-        if self.source == "header":
-            return request.headers.get(self.field)
-        if self.source == "view_arg":
-            return (request.view_args or {}).get(self.field)
-        body = request.get_json(silent=True)
+            found: list[Any] = [self.func()]
+        else:
+            request = this_request()
+            if self.source in ("form", "args"):
+                found = request.form.getlist(self.field)
+                found += request.args.getlist(self.field)
+            elif self.source == "header":
+                found = [request.headers.get(self.field)]
+            elif self.source == "view_arg":
+                found = [(request.view_args or {}).get(self.field)]
+            else:
+                found = [self._json_value(request.get_json(silent=True))]
+        texts: list[str] = []
+        for item in found:
+            text = "" if item is None else str(item)
+            if text.strip() and text not in texts:
+                texts.append(text)
+        return texts
+
+    def _json_value(self, body: Any) -> Any:
         value = body.get(self.field) if isinstance(body, dict) else None
         return (
             value
             if isinstance(value, str | int) and not isinstance(value, bool)
             else None
         )
+
+    def _folded(self, text: str, field: str) -> list[str]:
+        """``text`` folded (:func:`folds`), bounded in cost."""
+        if len(text) > MAX_TYPED_LENGTH or (
+            not text.isascii()
+            and len(unicodedata.normalize("NFKD", text)) > 4 * MAX_TYPED_LENGTH
+        ):
+            if self.source in _TYPED:
+                raise MissingKeyValue(
+                    f"The request's {field!r} is longer than any account name."
+                )
+            # A header's or the app's own value is a token, not a name.
+            raw = text.encode("utf-8", "surrogatepass")
+            return ["sha256:" + hashlib.sha256(raw).hexdigest()]
+        return [value for value in folds(text) if value]
 
 
 def parse_spec(spec: KeySpec) -> ParsedSpec:
