@@ -34,8 +34,10 @@ MAX_VALUE_LENGTH = 256
 MAX_TYPED_LENGTH = 1024
 #: Sources an attacker types freely: the body and the query string.
 _TYPED = ("form", "json", "args")
-#: Different copies of one field a request may give; it counts on each.
-MAX_COPIES = 4
+#: Different copies of one field a request may give (the body's and the
+#: query string's); it counts on each, so each copy is a failure on one
+#: more account: more are refused.
+MAX_COPIES = 2
 
 # Marks (accents), format characters (zero-width joiners and spaces, bidi
 # controls), controls, private use, unassigned and separators: nothing an
@@ -144,10 +146,10 @@ class ParsedSpec:
     def _texts(self) -> list[str]:
         """Every copy of the value the request gives, blank ones left out.
 
-        A view may read a field from the body or the query string
-        (``request.values`` takes the query string's), and the first copy or
-        the last: the attempt counts on each copy, so that none of them is a
-        fresh bucket while the view checks another."""
+        A view may read a field from the form, the query string
+        (``request.values`` takes its copy first) or a JSON body, and the
+        first copy or the last: the attempt counts on each copy, so that
+        none of them is a fresh bucket while the view checks another."""
         if self.func is not None:
             found: list[Any] = [self.func()]
         else:
@@ -155,6 +157,8 @@ class ParsedSpec:
             if self.source in ("form", "args"):
                 found = request.form.getlist(self.field)
                 found += request.args.getlist(self.field)
+                if request.is_json:  # a view may read the JSON body instead
+                    found.append(self._json_value(request.get_json(silent=True)))
             elif self.source == "header":
                 found = [request.headers.get(self.field)]
             elif self.source == "view_arg":

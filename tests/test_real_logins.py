@@ -505,10 +505,37 @@ def test_real_users_giving_a_field_twice_are_not_refused() -> None:
         ).status_code
         == 401
     )
-    # Copies past four are refused, as a request that counts on that many
-    # keys is no login.
-    many = {"email": [f"u{i}@example.com" for i in range(5)], "password": right}
+    # A third different copy is refused: each copy is a failure on one more
+    # account, so copies would lock accounts out wholesale.
+    many = {"email": [f"u{i}@example.com" for i in range(3)], "password": right}
     assert client.post("/login", data=many).status_code == 400
+
+
+def test_a_json_body_and_a_query_string_count_together() -> None:
+    """A view that reads the JSON body, guarded by a form: spec, sent the
+    account in JSON and a throwaway name in the query string: the attempt
+    counts on both (it counted on the throwaway only: 12 checks of 5)."""
+    app = Flask(__name__)
+    lockout = Lockout(app)
+    checks = [0]
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by="form:email")
+    def login() -> tuple[str, int]:
+        body = request.get_json(silent=True) or {}
+        if body.get("email") == "alice@example.com":
+            checks[0] += 1
+        return "no", 401
+
+    client = app.test_client()
+    statuses = [
+        client.post(
+            f"/login?email=fresh{i}@example.com",
+            json={"email": "alice@example.com", "password": "guess"},
+        ).status_code
+        for i in range(12)
+    ]
+    assert checks[0] == 5 and statuses == [401] * 5 + [429] * 7
 
 
 def test_a_long_header_value_is_a_key_not_a_refusal() -> None:
