@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import describe, free_port
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ACCOUNTS = 5000
 DECISIONS = ("quickstart", "reserve", "ratelimit")
@@ -59,14 +61,6 @@ for i in range(start, start + count):
     else:
         store.rate_limit_hit_many(keys, limits)
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def instructions(tree: str, decision: str, calls: int) -> int:
@@ -114,9 +108,6 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("redis-server") is None:
         raise SystemExit("needs valgrind and redis-server: apt-get install -y valgrind")
-    sys.path.insert(0, BENCH)
-    from benchlib import describe
-
     trees = [os.path.dirname(BENCH)] + ([os.path.abspath(args.old)] if args.old else [])
     decisions = [d for d in args.decisions.split(",") if d]
     print(f"instructions Redis runs in EVALSHA per decision ({args.calls} calls)")
