@@ -128,15 +128,17 @@ class DeferredLimit(NamedTuple):
     def keys(self, state: AppState, addresses_only: bool = False) -> list[str]:
         """The request's keys, addresses first: a refused address costs no
         form parsing. Raises the 429 for a refusal this process knows."""
+        refusals = state.refusals
         keys = []
         for spec in self.specs:
             if addresses_only and spec.source != "ip":
                 break
             for kv in spec.read(self.scope):
-                cached = state.refusals.retry_after(f"rl:{kv.key}")
-                if cached:
-                    state.decided("rate_limited")
-                    raise TooManyAttempts(cached)
+                if refusals:
+                    cached = refusals.retry_after(f"rl:{kv.key}")
+                    if cached:
+                        state.decided("rate_limited")
+                        raise TooManyAttempts(cached)
                 keys.append(kv.key)
         return keys
 
@@ -238,9 +240,11 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     """Reserve one attempt on every key of the request, or raise the 429."""
     # Taken first: a request refused from the cache below costs nothing.
     pending: DeferredLimit | None = request_state().pop("pending_limit", None)
-    if pending is not None:
+    # Nothing known refused (the usual case): nothing to answer early.
+    known = bool(state.refusals)
+    if pending is not None and known:
         pending.keys(state, addresses_only=True)
-    if not (state.device_cookies and COOKIE_NAME in this_request().cookies):
+    if known and not (state.device_cookies and COOKIE_NAME in this_request().cookies):
         # No device can stand in for the address: a refused address is
         # answered before the form is parsed.
         for spec in specs:
@@ -261,8 +265,9 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
             KeyValue(accounts[0].spec, logical_key(scope, "device", nonce), ""),
             KeyValue(accounts[0].spec, logical_key(scope, "devices", values), ""),
         ]
-    for kv in keys:
-        _refuse_if_cached(state, kv.key, pending)
+    if state.refusals:
+        for kv in keys:
+            _refuse_if_cached(state, kv.key, pending)
     token = reservation_token()
     policy = state.settings.policy
     attempts = [AttemptKey(kv.key, kv.spelling) for kv in keys]

@@ -48,6 +48,10 @@ class RefusalCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, float]] = {}
 
+    def __bool__(self) -> bool:
+        """False while no refusal is known: nothing to look up."""
+        return bool(self._entries)
+
     def remember(self, key: str, retry_after: float) -> None:
         if self.seconds <= 0 or retry_after <= 0:
             return
