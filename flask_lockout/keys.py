@@ -87,16 +87,19 @@ class ParsedSpec:
     source: str
     field: str = ""
     func: Callable[[], str] | None = None
-    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+    #: What makes two specs equal, as a tuple: the per-request read cache
+    #: keys on it, hashed and compared in C rather than through methods.
+    _identity: tuple[object, ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        # Read caches key on specs every request: hash the fields once.
         object.__setattr__(
-            self, "_hash", hash((self.name, self.source, self.field, self.func))
+            self, "_identity", (self.name, self.source, self.field, self.func)
         )
 
     def __hash__(self) -> int:
-        return self._hash
+        return hash(self._identity)
 
     @property
     def account_like(self) -> bool:
@@ -111,12 +114,12 @@ class ParsedSpec:
             folded, too long, or given in more than MAX_COPIES ways.
         """
         # Stacked decorators read the same specs: fold and hash once a request.
-        reads: dict[tuple[ParsedSpec, str], list[KeyValue]] = (
-            request_state().setdefault("reads", {})
+        reads: dict[tuple[object, str], list[KeyValue]] = request_state().setdefault(
+            "reads", {}
         )
-        found = reads.get((self, scope))
+        found = reads.get((self._identity, scope))
         if found is None:
-            found = reads[self, scope] = self._values(scope)
+            found = reads[self._identity, scope] = self._values(scope)
         return found
 
     def _values(self, scope: str) -> list[KeyValue]:
