@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -68,6 +69,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    """A redis-server of a benchmark's own on ``port``, keeping nothing on
+    disk, once it answers. It runs in a session of its own, as a service
+    does: with the kernel's autogroup scheduling, a Redis in the
+    benchmark's session shares one CPU group with the workers and wrk, and
+    served a load run's requests in bigger batches, at about 25 µs less CPU
+    each, than a service does."""
+    import redis
+
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        + ["--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError("the private redis-server did not start")
 
 
 def spread(values: Sequence[float], fmt: str = ".2f") -> str:

@@ -68,7 +68,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import redis
-from benchlib import describe, free_port, spread
+from benchlib import describe, free_port, spread, start_redis
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 
@@ -155,26 +155,9 @@ class Server:
 def start_private_redis(args: argparse.Namespace) -> subprocess.Popen[bytes]:
     """A redis-server for this run alone; ``args.redis`` is set to it."""
     port = free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-        + ["--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        # A session of its own, as a daemon's: with the kernel's autogroup
-        # scheduling, a Redis in the benchmark's session shares one CPU
-        # group with the workers and wrk, and served this run's requests in
-        # bigger batches, at about 25 µs less CPU each, than a service does.
-        start_new_session=True,
-    )
+    process = start_redis(port)
     args.redis = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(args.redis)
-    for _ in range(100):
-        try:
-            client.ping()
-            return process
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("the private redis-server did not start")
+    return process
 
 
 def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
