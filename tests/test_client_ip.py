@@ -113,6 +113,25 @@ def test_ipv4_mapped_peer_and_entries_are_tested_as_ipv4() -> None:
     assert resolve("10.0.0.1", XFF, ["6.6.6.6, ::ffff:10.9.9.9"], PROXIES) == "6.6.6.6"
 
 
+@pytest.mark.parametrize(
+    ("peer", "client"),
+    [
+        ("::ffff:203.0.113.9", "203.0.113.9"),  # a dual-stack server's IPv4 peer
+        ("2001:DB8::0:1", "2001:db8::1"),
+        ("203.0.113.9", "203.0.113.9"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_without_proxies_a_peer_counts_in_one_spelling(peer: str, client: str) -> None:
+    """One peer is one bucket however its server writes it: a mapped IPv4
+    peer counts with the plain IPv4 one, IPv6 in its short lower-case form."""
+    app = Flask(__name__)
+    Lockout(app)
+    for _ in range(2):  # the second answer comes from the cache
+        with app.test_request_context(environ_base={"REMOTE_ADDR": peer}):
+            assert get_client_ip() == client
+
+
 def test_huge_header_is_bounded_and_safe() -> None:
     hostile = ", ".join(["10.1.1.1"] * 10_000) + ", 203.0.113.9"
     assert len(hostile) > 64 * 1024
