@@ -15,6 +15,7 @@ Run an old commit with ``git worktree add /tmp/old 7ffca6f`` and
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -95,6 +96,25 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
     process.terminate()
     raise RuntimeError("the private redis-server did not start")
+
+
+def cost_trees(old: str | None) -> list[str]:
+    """The trees a callgrind benchmark counts: this one, and ``old`` when
+    given. Exits with what to install when valgrind or redis-server is
+    missing."""
+    if shutil.which("valgrind") is None or shutil.which("redis-server") is None:
+        raise SystemExit("needs valgrind and redis-server: apt-get install -y valgrind")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [here] + ([os.path.abspath(old)] if old else [])
+
+
+def callgrind_total(path: str) -> int:
+    """The instructions a callgrind output file counted in all."""
+    with open(path) as handle:
+        for line in handle:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
 
 
 def spread(values: Sequence[float], fmt: str = ".2f") -> str:

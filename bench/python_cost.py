@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 
-from benchlib import describe, free_port, start_redis
+from benchlib import callgrind_total, cost_trees, describe, free_port, start_redis
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = ("bare", "throttled", "lockout", "quickstart")
@@ -106,11 +105,7 @@ def instructions(tree: str, scenario: str, redis_url: str, count: int) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    with open(out) as handle:
-        for line in handle:
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError(f"no totals in {out}")
+    return callgrind_total(out)
 
 
 def per_request(tree: str, scenario: str, redis_url: str, count: int) -> float:
@@ -126,9 +121,7 @@ def main() -> None:
     parser.add_argument("--old", metavar="DIR", help="also measure the tree in DIR")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     args = parser.parse_args()
-    if shutil.which("valgrind") is None or shutil.which("redis-server") is None:
-        raise SystemExit("needs valgrind and redis-server: apt-get install -y valgrind")
-    trees = [os.path.dirname(BENCH)] + ([os.path.abspath(args.old)] if args.old else [])
+    trees = cost_trees(args.old)
     scenarios = [s for s in args.scenarios.split(",") if s]
     port = free_port()
     server = start_redis(port)

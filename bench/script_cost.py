@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchlib import describe, free_port
+from benchlib import callgrind_total, cost_trees, describe, free_port
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ACCOUNTS = 5000
@@ -86,11 +85,7 @@ def instructions(tree: str, decision: str, calls: int) -> int:
     finally:
         server.terminate()
         server.wait(timeout=120)
-    with open(out) as handle:
-        for line in handle:
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError(f"no totals in {out}")
+    return callgrind_total(out)
 
 
 def per_decision(tree: str, decision: str, calls: int) -> float:
@@ -106,9 +101,7 @@ def main() -> None:
     parser.add_argument("--old", metavar="DIR", help="also measure the tree in DIR")
     parser.add_argument("--decisions", default=",".join(DECISIONS))
     args = parser.parse_args()
-    if shutil.which("valgrind") is None or shutil.which("redis-server") is None:
-        raise SystemExit("needs valgrind and redis-server: apt-get install -y valgrind")
-    trees = [os.path.dirname(BENCH)] + ([os.path.abspath(args.old)] if args.old else [])
+    trees = cost_trees(args.old)
     decisions = [d for d in args.decisions.split(",") if d]
     print(f"instructions Redis runs in EVALSHA per decision ({args.calls} calls)")
     print(f"{'decision':<12}" + "".join(f"{describe(t):>34}" for t in trees))
