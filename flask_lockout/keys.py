@@ -92,14 +92,17 @@ class ParsedSpec:
     _identity: tuple[object, ...] = dataclasses.field(
         init=False, repr=False, compare=False
     )
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "_identity", (self.name, self.source, self.field, self.func)
-        )
+        identity = (self.name, self.source, self.field, self.func)
+        object.__setattr__(self, "_identity", identity)
+        # Hashed now: an unhashable callable fails at decoration, not on
+        # every request.
+        object.__setattr__(self, "_hash", hash(identity))
 
     def __hash__(self) -> int:
-        return hash(self._identity)
+        return self._hash
 
     @property
     def account_like(self) -> bool:

@@ -632,6 +632,20 @@ def test_bad_key_spec_fails_at_decoration_time(bad: Any) -> None:
         Lockout().lockout_on_failure(by=bad)
 
 
+def test_an_unhashable_callable_spec_fails_at_decoration_time() -> None:
+    """A callable the read cache cannot key on is refused when the view is
+    decorated, not with a 500 on every request."""
+
+    class Account:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self) -> str:
+            return "alice"
+
+    with pytest.raises(TypeError):
+        Lockout().lockout_on_failure(by=Account())
+
+
 # -- storage outages ------------------------------------------------------------------
 
 
