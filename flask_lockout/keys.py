@@ -194,10 +194,13 @@ class ParsedSpec:
 
     def _folded(self, text: str, field: str) -> list[str]:
         """``text`` folded (:func:`folds`), bounded in cost."""
-        if len(text) > MAX_TYPED_LENGTH or (
-            not text.isascii()
-            and len(unicodedata.normalize("NFKD", text)) > 4 * MAX_TYPED_LENGTH
-        ):
+        decomposed = None
+        too_long = len(text) > MAX_TYPED_LENGTH
+        if not too_long and not text.isascii():
+            # Decomposed once: for the bound, then for the folding.
+            decomposed = unicodedata.normalize("NFKD", text)
+            too_long = len(decomposed) > 4 * MAX_TYPED_LENGTH
+        if too_long:
             if self.source in _TYPED:
                 raise MissingKeyValue(
                     f"The request's {field!r} is longer than any account name."
@@ -205,7 +208,10 @@ class ParsedSpec:
             # A header's or the app's own value is a token, not a name.
             raw = text.encode("utf-8", "surrogatepass")
             return ["sha256:" + hashlib.sha256(raw).hexdigest()]
-        return [value for value in folds(text) if value]
+        found = (
+            folds(text) if decomposed is None else _folds_decomposed(text, decomposed)
+        )
+        return [value for value in found if value]
 
 
 def parse_spec(spec: KeySpec) -> ParsedSpec:
@@ -292,19 +298,21 @@ def folds(value: str) -> list[str]:
     if value.isascii() and value.isprintable() and len(value) <= MAX_VALUE_LENGTH:
         # The common case, quickly: in ASCII only case and spaces fold.
         return [value.replace(" ", "").lower()]
+    return _folds_decomposed(value, unicodedata.normalize("NFKD", value))
+
+
+def _folds_decomposed(value: str, decomposed: str) -> list[str]:
+    """:func:`folds` past its quick case, given ``value`` decomposed (NFKD),
+    which a caller bounding the cost has already made."""
     # Always folded before any digest: padding an app strips off must never
     # make a new key (requests longer than MAX_TYPED_LENGTH are refused).
-    text = unicodedata.normalize(
-        "NFKD", unicodedata.normalize("NFKD", value).casefold()
-    )
+    text = unicodedata.normalize("NFKD", decomposed.casefold())
     text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED)
     base = unicodedata.normalize("NFKC", text)
     # What an ASCII-only lookup (encode("ascii", "ignore")) reads, from the
     # value as typed: casefolding first would turn "ß" into "ss".
     ascii_only = "".join(
-        ch
-        for ch in unicodedata.normalize("NFKD", value)
-        if ch.isascii() and ch.isprintable() and ch != " "
+        ch for ch in decomposed if ch.isascii() and ch.isprintable() and ch != " "
     ).lower()
     transliterated = "".join(_latin_base(ch) for ch in base)
     found = []
