@@ -265,7 +265,7 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
             KeyValue(accounts[0].spec, logical_key(scope, "device", nonce), ""),
             KeyValue(accounts[0].spec, logical_key(scope, "devices", values), ""),
         ]
-    if state.refusals:
+    if known:
         for kv in keys:
             _refuse_if_cached(state, kv.key, pending)
     token = reservation_token()
