@@ -15,8 +15,8 @@ from .errors import (
 )
 from .extension import Lockout
 from .limits import Limit, RateLimitResult, parse_limit, parse_limits
-from .lockout import Attempt, LockoutBackend, LoginLockout
-from .policy import LockoutConfig
+from .lockout import Attempt, LoginLockout
+from .policy import LockoutBackend, LockoutConfig
 from .ratelimit import RateLimitStore, SlidingWindowStore
 from .signals import (
     failure_recorded,

@@ -21,10 +21,11 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 
+import flask
 from flask import Request, has_app_context
 
 from .config import Network
-from .request_state import request_state, this_app, this_request
+from .request_state import request_state
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -264,8 +265,8 @@ def get_client_ip(request: Request | None = None) -> str:
     ...     get_client_ip()
     '203.0.113.9'
     """
-    req = request if request is not None else this_request()
-    state = this_app().extensions.get("lockout") if has_app_context() else None
+    req = request if request is not None else flask.request
+    state = flask.current_app.extensions.get("lockout") if has_app_context() else None
     settings = getattr(state, "settings", None)
     if settings is None:
         return resolve(req.remote_addr, "X-Forwarded-For", (), ())

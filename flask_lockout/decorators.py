@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar, cast
 
-from flask import current_app
+from flask import current_app, request
 from werkzeug.wrappers import Response
 
 from . import signals
@@ -37,7 +37,7 @@ from .policy import (
     Reservation,
     reservation_token,
 )
-from .request_state import request_state, this_request
+from .request_state import request_state
 from .state import AppState, current_state, send
 from .storage.base import AttemptKey, Settlement
 
@@ -244,7 +244,7 @@ def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
     known = bool(state.refusals)
     if pending is not None and known:
         pending.keys(state, addresses_only=True)
-    if known and not (state.device_cookies and COOKIE_NAME in this_request().cookies):
+    if known and not (state.device_cookies and COOKIE_NAME in request.cookies):
         # No device can stand in for the address: a refused address is
         # answered before the form is parsed.
         for spec in specs:

@@ -7,39 +7,13 @@ rendered (JSON or HTML, the wait in words) is the Flask layer's business.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from werkzeug.exceptions import (
     BadRequest,
-    HTTPException,
     ServiceUnavailable,
     TooManyRequests,
 )
 
 from .policy import whole_seconds
-
-#: Renders a refusal for the request it answers (JSON or a page); set by
-#: the Flask layer, which knows about templates and content negotiation.
-Renderer = Callable[[HTTPException, Any], Any]
-_renderer: list[Renderer] = []
-
-
-def set_renderer(renderer: Renderer) -> None:
-    """Let ``renderer(error, environ)`` answer refusals; None from it falls
-    back to werkzeug's plain page."""
-    _renderer[:] = [renderer]
-
-
-class _Rendered(HTTPException):
-    retry_after_seconds: int | None = None
-
-    def get_response(self, environ: Any = None, scope: Any = None) -> Any:
-        if _renderer:
-            rendered = _renderer[0](self, environ)
-            if rendered is not None:
-                return rendered
-        return super().get_response(environ, scope)
 
 
 class LockoutError(Exception):
@@ -63,6 +37,15 @@ class ConfigurationError(LockoutError, ValueError):
       ...
     flask_lockout.errors.ConfigurationError: LOCKOUT_FAIL_MODE must be one of ...
     """
+
+
+class Refusal(LockoutError):
+    """An HTTP answer of ours (429, 503, 400), mixed in after the werkzeug
+    class: Flask's handler lookup then finds an app's handler for the status
+    code or for ``HTTPException`` before the extension's own, which renders
+    it as JSON or a page with the wait in words."""
+
+    retry_after_seconds: int | None = None
 
 
 class StorageError(LockoutError):
@@ -93,7 +76,7 @@ class StorageUnavailable(StorageError):
     """
 
 
-class TooManyAttempts(LockoutError, _Rendered, TooManyRequests):
+class TooManyAttempts(TooManyRequests, Refusal):
     """429: a key is locked or over its limit.
 
     :param retry_after: seconds until a retry can succeed; sent as the
@@ -111,7 +94,7 @@ class TooManyAttempts(LockoutError, _Rendered, TooManyRequests):
         super().__init__(description, retry_after=self.retry_after_seconds)
 
 
-class StorageOutage(LockoutError, _Rendered, ServiceUnavailable):
+class StorageOutage(ServiceUnavailable, Refusal):
     """503: storage is down and the policy is to fail closed.
 
     :param retry_after: seconds to wait before retrying, sent as
@@ -129,7 +112,7 @@ class StorageOutage(LockoutError, _Rendered, ServiceUnavailable):
         super().__init__(description, retry_after=self.retry_after_seconds)
 
 
-class MissingKeyValue(LockoutError, _Rendered, BadRequest):
+class MissingKeyValue(BadRequest, Refusal):
     """400: the field a key spec reads is missing or empty.
 
     >>> MissingKeyValue("The request has no 'email'.").code

@@ -10,13 +10,13 @@ from werkzeug.wrappers import Response
 
 from . import decorators, outcome, signals
 from .config import DEFAULTS, Settings
-from .errors import ConfigurationError, TooManyAttempts, set_renderer
+from .errors import ConfigurationError, Refusal
 from .keys import KeySpec
 from .limits import Limit
 from .metrics import Metrics
 from .outcome import settle_on_response
 from .policy import LockState, Outcome
-from .responses import add_rate_limit_headers, answer_refusal, render_refusal
+from .responses import add_rate_limit_headers, render_refusal
 from .state import AppState, current_state, send
 from .static import stamp_under
 from .static import static_blueprint as _static_blueprint
@@ -98,11 +98,9 @@ class Lockout:
         app.extensions["lockout"] = state
         if settings.harden_app_static and app.static_url_path:
             stamp_under(app, app.static_url_path)
-        set_renderer(render_refusal)
         app.after_request(_after_request)
-        if TooManyAttempts not in app.error_handler_spec[None][429]:
-            # An app that handles TooManyAttempts itself keeps its handler.
-            app.register_error_handler(TooManyAttempts, answer_refusal)
+        # Flask picks the app's own handler for the status code first.
+        app.register_error_handler(Refusal, render_refusal)
         outcome.install(app)
         from .cli import cli
 

@@ -15,9 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import flask
+
 from .client_ip import current_client_ip, ip_key
 from .errors import MissingKeyValue
-from .request_state import request_state, this_app, this_request
+from .request_state import request_state
 
 KeySpec = str | Callable[[], str]
 
@@ -159,7 +161,7 @@ class ParsedSpec:
         if self.func is not None:
             found: list[Any] = [self.func()]
         else:
-            request = this_request()
+            request = flask.request
             if self.source in ("form", "args"):
                 found = request.form.getlist(self.field)
                 # Parsing an empty query string, or the content type of a
@@ -265,8 +267,9 @@ def current_scope(scope: str | None) -> str:
     """The scope given, else the endpoint (``:`` replaced, see check_scope)."""
     if scope:
         return scope
-    request = this_request()
-    return (request.endpoint or request.path).replace(":", ".")
+    request = flask.request
+    endpoint: str = request.endpoint or request.path
+    return endpoint.replace(":", ".")
 
 
 def fold(value: str) -> str:
@@ -374,7 +377,7 @@ def client_ip_key() -> str:
     scope = request_state()
     cached = scope.get("ip_key")
     if cached is None:
-        state = this_app().extensions.get("lockout")
+        state = flask.current_app.extensions.get("lockout")
         prefix = state.settings.ipv6_prefix if state is not None else 64
         cached = scope["ip_key"] = ip_key(current_client_ip(), prefix)
     return str(cached)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from .policy import (
     DEFAULT_RESERVATION_SECONDS,
+    LockoutBackend,
     LockoutConfig,
     Outcome,
     Reservation,
@@ -19,29 +20,6 @@ from .storage.memory import MemoryStorage
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-
-@runtime_checkable
-class LockoutBackend(Protocol):
-    """A store that applies a lockout policy to keys.
-
-    Implement this to plug a custom store into :class:`~flask_lockout.LoginLockout`.
-    The bundled stores also reserve attempts atomically; a custom backend
-    is checked with ``is_locked`` instead. ::
-
-        class AuditedBackend:
-            def is_locked(self, key): ...
-            def record_failure(self, key): ...
-            def record_success(self, key): ...
-
-        lockout = LoginLockout(LockoutConfig(backend=AuditedBackend()))
-    """
-
-    def is_locked(self, key: str) -> tuple[bool, int]: ...
-
-    def record_failure(self, key: str) -> tuple[bool, int]: ...
-
-    def record_success(self, key: str) -> None: ...
 
 
 class StorageLockoutBackend:

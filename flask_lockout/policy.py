@@ -14,10 +14,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-if TYPE_CHECKING:
-    from .lockout import LockoutBackend
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 #: A custom ``backoff`` is asked for lock numbers up to this one; later locks
 #: reuse its answer, so every store (a Lua script too) applies one fixed table.
@@ -90,6 +87,29 @@ def require_positive(name: str, value: Any) -> float:
 #: The longest window, lock or reset a policy may name: ten years, which is
 #: forever for a lock, and far inside what Redis's millisecond times hold.
 MAX_POLICY_SECONDS = 10 * 366 * 86400
+
+
+@runtime_checkable
+class LockoutBackend(Protocol):
+    """A store that applies a lockout policy to keys.
+
+    Implement this to plug a custom store into :class:`~flask_lockout.LoginLockout`.
+    The bundled stores also reserve attempts atomically; a custom backend
+    is checked with ``is_locked`` instead. ::
+
+        class AuditedBackend:
+            def is_locked(self, key): ...
+            def record_failure(self, key): ...
+            def record_success(self, key): ...
+
+        lockout = LoginLockout(LockoutConfig(backend=AuditedBackend()))
+    """
+
+    def is_locked(self, key: str) -> tuple[bool, int]: ...
+
+    def record_failure(self, key: str) -> tuple[bool, int]: ...
+
+    def record_success(self, key: str) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@ the ``RateLimit-*`` headers.
 
 An app shows its own page by adding a template ``lockout/429.html`` (or
 ``lockout/503.html``, ``lockout/400.html``); it gets ``error``,
-``retry_after`` (seconds), ``wait`` (in words) and ``back_url``. An app's own
-``errorhandler(429)`` wins over all of this.
+``retry_after`` (seconds), ``wait`` (in words) and ``back_url`` (the page
+to try again from, or None when the route answers no GET). An app's own
+``errorhandler(429)`` wins over all of this: the refusals are rendered
+through Flask's own error handling.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import json
 import math
 from typing import Any
 
-from flask import current_app, has_app_context, has_request_context, render_template
+from flask import current_app, render_template, request
 from jinja2 import TemplateNotFound
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from .limits import RateLimitResult
-from .request_state import request_state, this_app, this_request
+from .request_state import request_state
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -30,8 +32,7 @@ _PAGE = """<!doctype html>
 <title>{title}</title>
 <h1>{title}</h1>
 <p>{message}</p>
-<p><a href="{back_url}">Back</a></p>
-</html>
+{back}</html>
 """
 
 _TITLES = {
@@ -97,25 +98,24 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def render_refusal(error: HTTPException, environ: Any) -> Response | None:
-    """The body of a 429, 503 or 400 of ours, for the request it answers."""
-    if environ is None:
-        return None
-    # The app's own class, which Flask and its after_request hooks expect.
-    response_class = this_app().response_class if has_app_context() else Response
-    if has_request_context():
-        request: Request = this_request()  # already parsed: no second Request
-    else:
-        request = environ if isinstance(environ, Request) else Request(environ)
+def render_refusal(error: HTTPException) -> Response:
+    """The error handler ``init_app`` registers for our refusals: JSON for
+    JSON clients, else the app's ``lockout/<code>.html`` or a short page.
+    Flask looks up the app's own handler for the status code first."""
+    if current_app.trap_http_exception(error):
+        # Flask hands trapped exceptions to the handler of their class:
+        # they reach the caller, as the app asked.
+        raise error
     retry_after = getattr(error, "retry_after_seconds", None)
     message = _message(error, retry_after)
     code = error.code or 500
+    response_class = current_app.response_class
     if wants_json(request):
         response = response_class(
             _json_body(message, retry_after), code, mimetype="application/json"
         )
     else:
-        back_url = request.path if request.method != "GET" else "/"
+        back_url = _back_url()
         page = _app_page(code, message, retry_after, back_url)
         if page is None:
             page = _page(_TITLES.get(code, error.name), message, back_url)
@@ -123,6 +123,15 @@ def render_refusal(error: HTTPException, environ: Any) -> Response | None:
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def _back_url() -> str | None:
+    """The page to try again from: this route, when it answers GET (a
+    POST-only route would answer the link with 405)."""
+    rule = request.url_rule
+    if rule is not None and rule.methods is not None and "GET" in rule.methods:
+        return request.path
+    return None
 
 
 # A flood meets the same few answers again and again: build each once.
@@ -135,17 +144,14 @@ def _json_body(message: str, retry_after: int | None) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _page(title: str, message: str, back_url: str) -> str:
-    return _PAGE.format(
-        title=escape(title), message=escape(message), back_url=escape(back_url)
-    )
+def _page(title: str, message: str, back_url: str | None) -> str:
+    back = f'<p><a href="{escape(back_url)}">Back</a></p>\n' if back_url else ""
+    return _PAGE.format(title=escape(title), message=escape(message), back=back)
 
 
 def _app_page(
-    code: int, message: str, retry_after: int | None, back_url: str
+    code: int, message: str, retry_after: int | None, back_url: str | None
 ) -> str | None:
-    if not has_app_context():
-        return None
     # Looking a missing template up again on every refusal costs a flood.
     missing: set[int] | None = getattr(
         current_app.extensions.get("lockout"), "missing_templates", None
@@ -166,40 +172,13 @@ def _app_page(
         return None
 
 
-def answer_refusal(error: HTTPException) -> Any:
-    """The error handler ``init_app`` registers for our 429: the handler the
-    app has for it (by code, class or blueprint, as Flask would pick it),
-    else our response, in the app's response class. Left unhandled, Flask
-    would run the exception as a WSGI app against a freshly built environ,
-    which costs a flood as much as the rest of the request."""
-    app = this_app()
-    handler = _apps_own_handler(app, error)
-    if handler is not None:
-        return app.ensure_sync(handler)(error)
-    if app.trap_http_exception(error):
-        raise error
-    return error.get_response(this_request().environ)
-
-
-def _apps_own_handler(app: Any, error: HTTPException) -> Any:
-    """What Flask's own lookup finds for ``error`` with this one left out."""
-    for code in (error.code, None):
-        for name in (*this_request().blueprints, None):
-            handlers = app.error_handler_spec[name][code]
-            for cls in type(error).__mro__:
-                handler = handlers.get(cls)
-                if handler is not None and handler is not answer_refusal:
-                    return handler
-    return None
-
-
 def add_rate_limit_headers(response: Response) -> Response:
     """After-request hook: ``RateLimit-*`` on limited routes. On a 429,
     ``RateLimit-Reset`` is the ``Retry-After`` itself."""
     result: RateLimitResult | None = request_state().get("rate_limit")
     if result is None:
         return response
-    state = this_app().extensions.get("lockout")
+    state = current_app.extensions.get("lockout")
     if state is None or not state.settings.headers_enabled:
         return response
     headers = response.headers

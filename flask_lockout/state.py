@@ -22,7 +22,7 @@ from .events import EventLog
 from .keys import split_key
 from .metrics import Metrics
 from .policy import whole_seconds
-from .request_state import request_state, this_app
+from .request_state import request_state
 from .storage.base import FullStorage
 from .storage.fallback import FallbackStorage
 
@@ -199,11 +199,7 @@ def current_state() -> AppState:
 
     :raises RuntimeError: saying what to do, when the app has no Lockout.
     """
-    try:
-        app = this_app()
-    except LookupError:
-        app = current_app  # outside an app context: Flask's own error
-    state = app.extensions.get("lockout")
+    state = current_app.extensions.get("lockout")
     if not isinstance(state, AppState):
         raise RuntimeError(
             "Flask-Lockout is not set up on this app: call lockout.init_app(app)"

@@ -106,3 +106,56 @@ def test_each_module_imports_on_its_own(name: str) -> None:
         [sys.executable, "-c", f"import {name}"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+#: Packages whose private names are promises nobody made to us.
+DEPENDENCIES = ("flask", "werkzeug", "redis", "valkey")
+
+
+def private_names_used(path: Path) -> list[str]:
+    """``_private`` names ``path`` imports from a dependency, or reaches as
+    an attribute of a dependency's module (``flask.globals._cv_app``)."""
+    tree = ast.parse(path.read_text())
+    modules = set()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            top = node.module.split(".")[0]
+            if top in DEPENDENCIES:
+                parts = [*node.module.split("."), *(a.name for a in node.names)]
+                found += [node.module for part in parts if part.startswith("_")]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in DEPENDENCIES:
+                    modules.add((alias.asname or alias.name).split(".")[0])
+                    if any(p.startswith("_") for p in alias.name.split(".")):
+                        found.append(alias.name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            chain = ast.unparse(node)
+            if chain.split(".")[0] in modules:
+                found.append(chain)
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_no_private_name_of_a_dependency_is_used(path: Path) -> None:
+    assert private_names_used(path) == []
+
+
+def test_the_private_name_check_finds_what_it_looks_for(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import flask.globals\n"
+        "from flask.globals import _cv_request\n"
+        "from redis._parsers import Encoder\n"
+        "x = flask.globals._cv_app\n"
+        "from flask import request\n"
+    )
+    assert private_names_used(sample) == [
+        "flask.globals",
+        "redis._parsers",
+        "flask.globals._cv_app",
+    ]

@@ -59,10 +59,15 @@ def locked_app(clock: FakeClock, templates: Path | None = None) -> Flask:
     app.config["LOCKOUT_MAX_FAILURES"] = 1
     lockout = Lockout(app, storage=MemoryStorage(clock=clock))
 
-    @app.post("/login")
+    @app.route("/login", methods=["GET", "POST"])
     @lockout.throttled("10/minute", by="ip")
     @lockout.lockout_on_failure(by="form:email")
     def login() -> tuple[str, int]:
+        return "no", 401
+
+    @app.post("/reset-code")
+    @lockout.lockout_on_failure(by="form:email", scope="reset")
+    def reset_code() -> tuple[str, int]:
         return "no", 401
 
     return app
@@ -75,6 +80,10 @@ def test_the_429_page_says_how_long_and_links_back(clock: FakeClock) -> None:
     assert page.status_code == 429 and page.mimetype == "text/html"
     assert b"Try again in 1 minute." in page.data
     assert b'href="/login"' in page.data
+    # A POST-only route would answer the link with 405: no link at all.
+    client.post("/reset-code", data={"email": "a@x"})
+    page = client.post("/reset-code", data={"email": "a@x"})
+    assert page.status_code == 429 and b"href=" not in page.data
     api = client.post(
         "/login", data={"email": "a@x"}, headers={"Accept": "application/json"}
     )

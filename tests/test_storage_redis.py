@@ -378,26 +378,3 @@ def test_a_reply_of_the_wrong_shape_is_a_storage_error(
     if not isinstance(reply, bytes):
         with pytest.raises(StorageError, match="unexpected reply"):
             storage.token_take("hash")
-
-
-@pytest.mark.redis
-def test_receipts_never_fill_the_encoded_fragments(
-    redis_client: redis.Redis, redis_prefix: str
-) -> None:
-    from flask_lockout.storage import wire
-
-    storage = RedisStorage(redis_client, prefix=redis_prefix)
-    policy = LockoutConfig(max_failures=10**6)
-    attempts = [AttemptKey("login:email:a", "s")]
-    storage.lockout_reserve_all(attempts, policy, "warm", 30)
-    before = len(wire._FRAGMENTS)
-    for n in range(100):
-        [reservation] = storage.lockout_reserve_all(attempts, policy, f"t{n}", 30)
-        assert isinstance(reservation.receipt, str)
-        storage.lockout_settle_all(
-            [Settlement("login:email:a", Outcome.RELEASE, "s", reservation.receipt)],
-            policy,
-            f"t{n}",
-        )
-    # Receipts are used once each: caching them would crowd out the rest.
-    assert len(wire._FRAGMENTS) - before < 5

@@ -6,7 +6,6 @@ a request a fraction of a second, never hang it.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import time
 from typing import Any
@@ -57,30 +56,30 @@ def client_errors() -> tuple[
     return tuple(unavailable), tuple(other)
 
 
-@functools.cache
-def direct_clients() -> tuple[type, ...]:
-    """Client classes whose connections take commands written straight in."""
-    found: list[type] = []
-    try:
-        import redis
+def can_keep_connections(client: Any) -> bool:
+    """True for a plain ``redis.Redis`` or ``valkey.Valkey`` on a plain
+    connection pool without client-side caching. Sentinel pools find their
+    master per connection, blocking pools ration them and cluster clients
+    route per key: those keep the client's own pipeline."""
+    package = type(client).__module__.split(".", 1)[0]
+    if package not in ("redis", "valkey"):
+        return False
+    module = importlib.import_module(package)
+    plain = getattr(module, "Redis", None) or getattr(module, "Valkey", None)
+    pool = getattr(client, "connection_pool", None)
+    return (
+        type(client) is plain
+        and type(pool) is module.ConnectionPool
+        and getattr(pool, "cache", None) is None
+    )
 
-        found.append(redis.Redis)
-    except ImportError:  # pragma: no cover - valkey-only installs
-        pass
-    try:
-        import valkey
 
-        found.append(valkey.Valkey)
-    except ImportError:
-        pass
-    return tuple(found)
-
-
-def connection_errors(client: Any) -> tuple[type[Exception], type[Exception]]:
-    """``(ConnectionError, TimeoutError)`` of the package ``client`` comes from."""
+def response_error(client: Any) -> type[Exception]:
+    """``ResponseError`` of the package ``client`` comes from."""
     package = type(client).__module__.split(".", 1)[0]
     exceptions = importlib.import_module(f"{package}.exceptions")
-    return exceptions.ConnectionError, exceptions.TimeoutError
+    error: type[Exception] = exceptions.ResponseError
+    return error
 
 
 def is_redis_client(obj: object) -> bool:

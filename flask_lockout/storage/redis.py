@@ -34,17 +34,17 @@ from .base import (
     guard_in_two_calls,
 )
 from .clients import (
+    can_keep_connections,
     client_errors,
     cluster_client,
-    connection_errors,
-    direct_clients,
     health_report,
     is_flask_redis,
     is_redis_client,
     redis_client,
+    response_error,
     valkey_client,
 )
-from .wire import DirectWire, calls_payload, can_go_direct
+from .kept import KeptConnections
 
 #: The Lua scripts shipped in ``storage/lua``.
 SCRIPTS = ("lockout", "ratelimit", "guard", "throttle", "token")
@@ -104,7 +104,7 @@ class RedisStorage(Storage):
         # One object serves every ``with``: a generator-based context
         # manager would cost each decision a generator.
         self._translation = _TranslatedErrors(*client_errors())
-        self._direct: tuple[Any, DirectWire | None] | None = None
+        self._kept: tuple[Any, KeptConnections | None] | None = None
         self._cluster: tuple[Any, bool] | None = None
 
     @classmethod
@@ -200,19 +200,18 @@ class RedisStorage(Storage):
         replayable: bool = True,
     ) -> list[Any]:
         """EVALSHA every call in one write and read each reply (or the error
-        it answered). A plain ``redis.Redis`` or ``valkey.Valkey`` takes them
-        straight on a connection (see :mod:`.wire`)."""
+        it answered)."""
         commands = [
-            (self._script(name).sha, len(keys), *keys, *args)
+            ("EVALSHA", self._script(name).sha, len(keys), *keys, *args)
             for name, keys, args in calls
         ]
-        wire = self._wire(client)
-        if wire is None:
-            pipe = client.pipeline(transaction=False)
-            for parts in commands:
-                pipe.evalsha(*parts)
-            return list(pipe.execute(raise_on_error=False))
-        return wire.call(calls_payload(commands), len(commands), replayable)
+        kept = self._kept_connections(client)
+        if kept is not None:
+            return kept.call(commands, replayable)
+        pipe = client.pipeline(transaction=False)
+        for _, *parts in commands:
+            pipe.evalsha(*parts)
+        return list(pipe.execute(raise_on_error=False))
 
     def _on_cluster(self, client: Any) -> bool:
         """True for a Cluster client (looked up once, not per decision)."""
@@ -221,20 +220,28 @@ class RedisStorage(Storage):
             known = self._cluster = (client, hasattr(client, "nodes_manager"))
         return known[1]
 
-    def _wire(self, client: Any) -> DirectWire | None:
-        """The direct path to ``client``'s server, None for other clients."""
-        direct = self._direct
-        if direct is None or direct[0] is not client:
-            # One wire per client: a second would strand its kept connections.
+    def _kept_connections(self, client: Any) -> KeptConnections | None:
+        """Connections of ``client`` kept between decisions; None for
+        clients that keep their own path (Sentinel, Cluster, ...)."""
+        kept = self._kept
+        if kept is None or kept[0] is not client:
+            # One set per client: a second would strand the first's.
             with self._connect_lock:
-                direct = self._direct
-                if direct is None or direct[0] is not client:
-                    pool = getattr(client, "connection_pool", None)
-                    wire = None
-                    if type(client) in direct_clients() and can_go_direct(pool):
-                        wire = DirectWire(pool, connection_errors(client))
-                    direct = self._direct = (client, wire)
-        return direct[1]
+                kept = self._kept
+                if kept is None or kept[0] is not client:
+                    connections = None
+                    if can_keep_connections(client):
+                        connections = KeptConnections(
+                            client.connection_pool, response_error(client)
+                        )
+                    kept = self._kept = (client, connections)
+        return kept[1]
+
+    def close(self) -> None:
+        """Give the kept connections back to the client's pool."""
+        kept = self._kept
+        if kept is not None and kept[1] is not None:
+            kept[1].close()
 
     # -- login lockout ------------------------------------------------------
 
