@@ -1,9 +1,7 @@
 """``@throttled`` and ``@lockout_on_failure`` for sync, async and class-based views.
 
-Both act before the view. ``lockout_on_failure`` reserves one attempt on
-every key (counted as a failure at once) and leaves a :class:`Guard` in the
-request's state (:mod:`.request_state`); :mod:`flask_lockout.outcome`
-settles it from the final response.
+Both act before the view; the attempt's life (reserve, settle) lives in
+:mod:`.attempts`.
 """
 
 from __future__ import annotations
@@ -12,37 +10,17 @@ import functools
 import inspect
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from flask import current_app, request
-from werkzeug.wrappers import Response
+from flask import current_app
 
-from . import signals
-from .device import COOKIE_NAME, device_nonce
-from .errors import TooManyAttempts
-from .keys import (
-    KeySpec,
-    KeyValue,
-    ParsedSpec,
-    check_scope,
-    current_scope,
-    logical_key,
-    parse_specs,
-)
-from .limits import Limit, RateLimitResult, as_limits
-from .policy import (
-    DEFAULT_RESERVATION_SECONDS,
-    Outcome,
-    Reservation,
-    reservation_token,
-)
+from .attempts import DeferredLimit, ResponseTest, check_rate_limit, reserve
+from .keys import KeySpec, ParsedSpec, check_scope, current_scope, parse_specs
+from .limits import Limit, as_limits
 from .request_state import request_state
-from .state import AppState, current_state, send
-from .storage.base import AttemptKey, Settlement
+from .state import current_state
 
 F = TypeVar("F", bound=Callable[..., Any])
-ResponseTest = Callable[[Response], bool]
 
 #: Views wrapped by ``lockout_on_failure`` itself: a ``@throttled`` stacked
 #: right on one of them leaves its rate limit to the same round trip.
@@ -117,69 +95,6 @@ def throttled(
     return decorator
 
 
-class DeferredLimit(NamedTuple):
-    """A ``@throttled`` rate limit: its key specs (addresses first), scope and
-    limits."""
-
-    specs: tuple[ParsedSpec, ...]
-    scope: str
-    limits: Sequence[Limit]
-
-    def keys(self, state: AppState, addresses_only: bool = False) -> list[str]:
-        """The request's keys, addresses first: a refused address costs no
-        form parsing. Raises the 429 for a refusal this process knows."""
-        refusals = state.refusals
-        keys = []
-        for spec in self.specs:
-            if addresses_only and spec.source != "ip":
-                break
-            for kv in spec.read(self.scope):
-                if refusals:
-                    cached = refusals.retry_after(f"rl:{kv.key}")
-                    if cached:
-                        state.decided("rate_limited")
-                        raise TooManyAttempts(cached)
-                keys.append(kv.key)
-        return keys
-
-
-def check_rate_limit(
-    state: AppState, keys: Sequence[str], limits: Sequence[Limit], result: Any
-) -> None:
-    """Keep ``result`` for the headers; on a refusal remember it and raise."""
-    request_state()["rate_limit"] = result
-    if result.allowed:
-        return
-    refusing = keys[result.window // len(limits)]
-    state.refusals.remember(f"rl:{refusing}", result.retry_after)
-    state.decided("rate_limited")
-    send(
-        signals.rate_limited,
-        refusing,
-        limit=result.limit,
-        retry_after=result.retry_after,
-    )
-    raise TooManyAttempts(result.retry_after)
-
-
-@dataclass
-class Guard:
-    """One request's reserved attempt: its keys, the reservation token and
-    answers, and how the view said the attempt ended."""
-
-    keys: list[KeyValue]
-    token: str
-    reservations: list[Reservation]
-    success: ResponseTest | None = None
-    failure: ResponseTest | None = None
-    #: The exact spelling of the account, for a device cookie on success.
-    account: str | None = None
-    #: Set by ``lockout.succeeded()`` / ``failed()`` / Flask-Login.
-    declared: Outcome | None = None
-    #: True when a device cookie swapped the keys for the device's bucket.
-    device: bool = False
-
-
 def lockout_on_failure(
     by: KeySpec | Sequence[KeySpec] = ("ip", "form:email"),
     failure: ResponseTest | None = None,
@@ -234,86 +149,3 @@ def _addresses_first(specs: tuple[ParsedSpec, ...]) -> tuple[ParsedSpec, ...]:
     """Every key must pass, so their order is free: ``ip`` keys first let a
     refused address be answered before the form is parsed."""
     return tuple(sorted(specs, key=lambda spec: spec.source != "ip"))
-
-
-def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
-    """Reserve one attempt on every key of the request, or raise the 429."""
-    # Taken first: a request refused from the cache below costs nothing.
-    pending: DeferredLimit | None = request_state().pop("pending_limit", None)
-    # Nothing known refused (the usual case): nothing to answer early.
-    known = bool(state.refusals)
-    if pending is not None and known:
-        pending.keys(state, addresses_only=True)
-    if known and not (state.device_cookies and COOKIE_NAME in request.cookies):
-        # No device can stand in for the address: a refused address is
-        # answered before the form is parsed.
-        for spec in specs:
-            if spec.source != "ip":
-                break
-            for kv in spec.read(scope):
-                _refuse_if_cached(state, kv.key, pending)
-    keys = [kv for spec in specs for kv in spec.read(scope)]
-    accounts = [kv for kv in keys if kv.spelling]
-    # Every account key of the request, with the exact spelling typed.
-    account = "\0".join([scope, *(f"{kv.key}\0{kv.spelling}" for kv in accounts)])
-    nonce = device_nonce(account) if accounts and state.device_cookies else None
-    if nonce is not None:
-        # A device known to this account has its own bucket, ip included;
-        # all devices of the account share a second one.
-        values = "|".join(kv.key.split(":", 2)[2] for kv in accounts)
-        keys = [
-            KeyValue(accounts[0].spec, logical_key(scope, "device", nonce), ""),
-            KeyValue(accounts[0].spec, logical_key(scope, "devices", values), ""),
-        ]
-    if known:
-        for kv in keys:
-            _refuse_if_cached(state, kv.key, pending)
-    token = reservation_token()
-    policy = state.settings.policy
-    attempts = [AttemptKey(kv.key, kv.spelling) for kv in keys]
-    if pending is not None:
-        limit_keys = pending.keys(state)
-        result, answers = state.storage.lockout_guard(
-            limit_keys,
-            pending.limits,
-            attempts,
-            policy,
-            token,
-            DEFAULT_RESERVATION_SECONDS,
-        )
-        check_rate_limit(state, limit_keys, pending.limits, result)
-    else:
-        answers = state.storage.lockout_reserve_all(
-            attempts, policy, token, DEFAULT_RESERVATION_SECONDS
-        )
-    refused = [(kv, a) for kv, a in zip(keys, answers, strict=True) if not a.granted]
-    if refused:
-        granted = [
-            Settlement(kv.key, Outcome.RELEASE, kv.spelling, a.receipt)
-            for kv, a in zip(keys, answers, strict=True)
-            if a.granted
-        ]
-        if granted:  # give back what the other keys counted
-            state.storage.lockout_settle_all(granted, policy, token)
-        for kv, answer in refused:
-            if answer.locked:
-                state.refusals.remember(kv.key, answer.retry_after)
-                send(signals.locked_out, kv.key, retry_after=answer.retry_after)
-        state.decided("locked")
-        raise TooManyAttempts(max(answer.retry_after for _, answer in refused))
-    if nonce is not None:
-        return Guard(keys, token, answers, device=True)
-    return Guard(keys, token, answers, account=account if accounts else None)
-
-
-def _refuse_if_cached(state: AppState, key: str, pending: DeferredLimit | None) -> None:
-    """Raise the 429 for a key this process knows to be locked."""
-    cached = state.refusals.retry_after(key)
-    if not cached:
-        return
-    if pending is not None:  # a refused request: no quota left to show
-        limit = pending.limits[0].count
-        request_state()["rate_limit"] = RateLimitResult(False, 0, cached, limit, cached)
-    send(signals.locked_out, key, retry_after=cached)
-    state.decided("locked")
-    raise TooManyAttempts(cached)

@@ -53,7 +53,7 @@ def device_nonce(account: str) -> str | None:
     """The nonce of a valid device cookie for ``account``, else None.
 
     ``account`` binds the scope and every account key of the request with
-    the exact spelling typed for it (see ``decorators.reserve``). A cookie for
+    the exact spelling typed for it (see ``attempts.reserve``). A cookie for
     another account or scope, tampered, expired or signed with another salt
     counts as no cookie.
     """

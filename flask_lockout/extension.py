@@ -8,13 +8,12 @@ from typing import Any, TypeVar, cast
 from flask import Blueprint, Flask
 from werkzeug.wrappers import Response
 
-from . import decorators, outcome, signals
+from . import attempts, decorators, signals
 from .config import DEFAULTS, Settings
 from .errors import ConfigurationError, Refusal
 from .keys import KeySpec
 from .limits import Limit
 from .metrics import Metrics
-from .outcome import settle_on_response
 from .policy import LockState, Outcome
 from .responses import add_rate_limit_headers, render_refusal
 from .state import AppState, current_state, send
@@ -101,7 +100,7 @@ class Lockout:
         app.after_request(_after_request)
         # Flask picks the app's own handler for the status code first.
         app.register_error_handler(Refusal, render_refusal)
-        outcome.install(app)
+        attempts.install(app)
         from .cli import cli
 
         app.cli.add_command(cli)
@@ -144,9 +143,9 @@ class Lockout:
     def lockout_on_failure(
         self,
         by: KeySpec | Sequence[KeySpec] = ("ip", "form:email"),
-        failure: decorators.ResponseTest | None = None,
+        failure: attempts.ResponseTest | None = None,
         *,
-        success: decorators.ResponseTest | None = None,
+        success: attempts.ResponseTest | None = None,
         scope: str | None = None,
     ) -> Callable[[F], F]:
         """Lock keys out after failures; see
@@ -160,11 +159,11 @@ class Lockout:
         same spelling of the account (never those of the ``ip`` keys).
         Flask-Login's ``login_user`` declares it for you.
         """
-        outcome.declare(Outcome.SUCCESS)
+        attempts.declare(Outcome.SUCCESS)
 
     def failed(self) -> None:
         """Inside a guarded view: this attempt failed, whatever the response."""
-        outcome.declare(Outcome.FAILURE)
+        attempts.declare(Outcome.FAILURE)
 
     def static_blueprint(
         self, name: str, static_folder: str, url_prefix: str
@@ -292,4 +291,4 @@ class Lockout:
 def _after_request(response: Response) -> Response:
     """Settle the request's attempts, then stamp the rate-limit headers: one
     hook, as Flask looks each hook up on every request of the app."""
-    return add_rate_limit_headers(settle_on_response(response))
+    return add_rate_limit_headers(attempts.settle_on_response(response))

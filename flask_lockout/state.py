@@ -1,6 +1,6 @@
 """Per-app state, its one lookup, signal sending and the local refusal cache.
 
-The decorators, the outcome hooks, the CLI and the extension import this
+The decorators, the attempts, the CLI and the extension import this
 module; none of them imports another.
 """
 
@@ -130,7 +130,7 @@ class AppState:
             defer=in_request,
         )
         if in_request and self.events.shared:
-            request_state()["flush"] = True  # outcome.settle_on_response sends them
+            request_state()["flush"] = True  # attempts.settle_on_response sends them
 
     def forget(self, key: str, event: str) -> None:
         """Forget ``key`` entirely (lock, failures, rate limits) and log it as
