@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from . import decorators, outcome, signals
 from .config import DEFAULTS, Settings
 from .errors import ConfigurationError, TooManyAttempts, set_renderer
-from .keys import KeySpec
+from .keys import KeySpec, canonical_key
 from .limits import Limit
 from .metrics import Metrics
 from .outcome import settle_on_response
@@ -270,12 +270,22 @@ class Lockout:
         """A single-use token that unlocks ``key`` (mail it to the owner,
         say, from the ``locked_out`` signal). Only its hash is stored.
 
+        ``key`` is a logical key, folded as the CLI folds it:
+        ``login:email:Alice@X.com`` unlocks ``login:email:alice@x.com``.
+
+        :raises ValueError: when ``key`` is not a logical key.
         :raises StorageError: when storage fails, in every fail mode.
         """
-        plaintext, token_hash = generate_opaque_token()
+        canonical = canonical_key(key) if isinstance(key, str) else None
+        if canonical is None:
+            raise ValueError(
+                f"{key!r} is not a logical key: expected <scope>:<type>:<value>,"
+                " for example login:email:alice@example.com"
+            )
         if not ttl_seconds > 0:
             raise ValueError("ttl_seconds must be greater than 0.")
-        current_state().storage.token_put(_UNLOCK + token_hash, key, ttl_seconds)
+        plaintext, token_hash = generate_opaque_token()
+        current_state().storage.token_put(_UNLOCK + token_hash, canonical, ttl_seconds)
         return plaintext
 
     def redeem_unlock_token(self, token: object) -> str | None:
