@@ -439,6 +439,9 @@ class MemoryStorage(Storage):
     def ping(self) -> None:
         return None
 
+    def probe(self) -> None:
+        return None
+
     def describe(self, deep: bool = False) -> dict[str, object]:
         return {
             "backend": "memory (this process only)",
