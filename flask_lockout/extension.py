@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -16,6 +19,7 @@ from .limits import Limit
 from .metrics import Metrics
 from .outcome import settle_on_response
 from .policy import LockState, Outcome
+from .request_state import this_app, this_request
 from .responses import add_rate_limit_headers, answer_refusal, render_refusal
 from .state import AppState, current_state, send
 from .static import stamp_under
@@ -36,6 +40,14 @@ from .tokens import (
 _UNLOCK = "unlock-"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("flask_lockout")
+
+#: Apps on memory storage not yet warned, in this process, that each process
+#: of a multi-process server counts on its own. Filled at ``init_app``, so a
+#: server that forks after loading the app warns once in every worker.
+_UNWARNED: weakref.WeakSet[AppState] = weakref.WeakSet()
+_unwarned_lock = threading.Lock()
 
 
 class Lockout:
@@ -96,6 +108,8 @@ class Lockout:
             storage.on_change = state.storage_changed
             storage.on_error = state.storage_failed_once
         app.extensions["lockout"] = state
+        if isinstance(storage, MemoryStorage) and settings.enabled:
+            _UNWARNED.add(state)
         if settings.harden_app_static and app.static_url_path:
             stamp_under(app, app.static_url_path)
         set_renderer(render_refusal)
@@ -304,4 +318,26 @@ class Lockout:
 def _after_request(response: Response) -> Response:
     """Settle the request's attempts, then stamp the rate-limit headers: one
     hook, as Flask looks each hook up on every request of the app."""
+    if _UNWARNED:
+        _warn_if_multiprocess()
     return add_rate_limit_headers(settle_on_response(response))
+
+
+def _warn_if_multiprocess() -> None:
+    """Warn once per process when memory storage serves a multi-process
+    server: N workers give an attacker N budgets, silently."""
+    if not this_request().environ.get("wsgi.multiprocess"):
+        return
+    state = this_app().extensions.get("lockout")
+    with _unwarned_lock:
+        if not isinstance(state, AppState) or state not in _UNWARNED:
+            return
+        _UNWARNED.discard(state)
+    logger.warning(
+        "Flask-Lockout stores its state in memory (LOCKOUT_STORAGE_URI ="
+        " 'memory://') under a multi-process server: every process counts on"
+        " its own, so N worker processes give an attacker N times the guesses"
+        " of the policy (N budgets). Set LOCKOUT_STORAGE_URI to Redis (such as"
+        " 'redis://localhost:6379/0') to share one count. This warning is"
+        " given once per process."
+    )
