@@ -12,6 +12,7 @@ from flask import Blueprint, Flask
 from werkzeug.wrappers import Response
 
 from . import decorators, outcome, signals
+from .client_ip import current_client_network
 from .config import DEFAULTS, Settings
 from .errors import ConfigurationError, TooManyAttempts, set_renderer
 from .keys import KeySpec, canonical_key
@@ -134,16 +135,20 @@ class Lockout:
                 prefix=settings.key_prefix,
                 max_keys=settings.memory_max_keys,
             )
-        if isinstance(store, MemoryStorage | FallbackStorage):
-            return store
-        return FallbackStorage(
-            store,
-            mode=settings.fail_mode,
-            retry_seconds=settings.storage_retry_seconds,
-            memory=MemoryStorage(
-                max_keys=settings.memory_max_keys, prefix=settings.key_prefix
-            ),
-        )
+        if not isinstance(store, MemoryStorage | FallbackStorage):
+            store = FallbackStorage(
+                store,
+                mode=settings.fail_mode,
+                retry_seconds=settings.storage_retry_seconds,
+                memory=MemoryStorage(
+                    max_keys=settings.memory_max_keys, prefix=settings.key_prefix
+                ),
+            )
+        memory = store.memory if isinstance(store, FallbackStorage) else store
+        if isinstance(memory, MemoryStorage) and memory.network is None:
+            # A full store's overflow buckets are per client network.
+            memory.network = current_client_network
+        return store
 
     # -- decorators -----------------------------------------------------------
 
