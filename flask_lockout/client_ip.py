@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 import flask
-from flask import Request, has_app_context
+from flask import Request, has_app_context, has_request_context
 
 from .config import Network
 from .request_state import request_state
@@ -356,3 +356,23 @@ def current_client_ip() -> str:
     if address is None:
         address = state["client_ip"] = get_client_ip()
     return str(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def network_of(address: str) -> str:
+    """The network a memory store's overflow buckets are partitioned by:
+    IPv4 /24, IPv6 /48 (what one holder usually gets); ``address`` itself
+    when it is no IP address."""
+    parsed = parse_address(address)
+    if parsed is None:
+        return address
+    prefix = 24 if parsed.version == 4 else 48
+    return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False))
+
+
+def current_client_network() -> str:
+    """The current request's client network (:func:`network_of`), ``""``
+    outside a request."""
+    if not has_request_context():
+        return ""
+    return network_of(current_client_ip())

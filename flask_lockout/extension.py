@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, current_app, request
 from werkzeug.wrappers import Response
 
 from . import attempts, decorators, signals
+from .client_ip import current_client_network
 from .config import DEFAULTS, Settings
 from .errors import ConfigurationError, Refusal
-from .keys import KeySpec
+from .keys import KeySpec, canonical_key
 from .limits import Limit
 from .metrics import Metrics
 from .policy import LockState, Outcome
@@ -35,6 +39,14 @@ from .tokens import (
 _UNLOCK = "unlock-"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("flask_lockout")
+
+#: Apps on memory storage not yet warned, in this process, that each process
+#: of a multi-process server counts on its own. Filled at ``init_app``, so a
+#: server that forks after loading the app warns once in every worker.
+_UNWARNED: weakref.WeakSet[AppState] = weakref.WeakSet()
+_unwarned_lock = threading.Lock()
 
 
 class Lockout:
@@ -95,6 +107,8 @@ class Lockout:
             storage.on_change = state.storage_changed
             storage.on_error = state.storage_failed_once
         app.extensions["lockout"] = state
+        if isinstance(storage, MemoryStorage) and settings.enabled:
+            _UNWARNED.add(state)
         if settings.harden_app_static and app.static_url_path:
             stamp_under(app, app.static_url_path)
         app.after_request(_after_request)
@@ -117,16 +131,20 @@ class Lockout:
                 prefix=settings.key_prefix,
                 max_keys=settings.memory_max_keys,
             )
-        if isinstance(store, MemoryStorage | FallbackStorage):
-            return store
-        return FallbackStorage(
-            store,
-            mode=settings.fail_mode,
-            retry_seconds=settings.storage_retry_seconds,
-            memory=MemoryStorage(
-                max_keys=settings.memory_max_keys, prefix=settings.key_prefix
-            ),
-        )
+        if not isinstance(store, MemoryStorage | FallbackStorage):
+            store = FallbackStorage(
+                store,
+                mode=settings.fail_mode,
+                retry_seconds=settings.storage_retry_seconds,
+                memory=MemoryStorage(
+                    max_keys=settings.memory_max_keys, prefix=settings.key_prefix
+                ),
+            )
+        memory = store.memory if isinstance(store, FallbackStorage) else store
+        if isinstance(memory, MemoryStorage) and memory.network is None:
+            # A full store's overflow buckets are per client network.
+            memory.network = current_client_network
+        return store
 
     # -- decorators -----------------------------------------------------------
 
@@ -267,12 +285,22 @@ class Lockout:
         """A single-use token that unlocks ``key`` (mail it to the owner,
         say, from the ``locked_out`` signal). Only its hash is stored.
 
+        ``key`` is a logical key, folded as the CLI folds it:
+        ``login:email:Alice@X.com`` unlocks ``login:email:alice@x.com``.
+
+        :raises ValueError: when ``key`` is not a logical key.
         :raises StorageError: when storage fails, in every fail mode.
         """
-        plaintext, token_hash = generate_opaque_token()
+        canonical = canonical_key(key) if isinstance(key, str) else None
+        if canonical is None:
+            raise ValueError(
+                f"{key!r} is not a logical key: expected <scope>:<type>:<value>,"
+                " for example login:email:alice@example.com"
+            )
         if not ttl_seconds > 0:
             raise ValueError("ttl_seconds must be greater than 0.")
-        current_state().storage.token_put(_UNLOCK + token_hash, key, ttl_seconds)
+        plaintext, token_hash = generate_opaque_token()
+        current_state().storage.token_put(_UNLOCK + token_hash, canonical, ttl_seconds)
         return plaintext
 
     def redeem_unlock_token(self, token: object) -> str | None:
@@ -291,4 +319,26 @@ class Lockout:
 def _after_request(response: Response) -> Response:
     """Settle the request's attempts, then stamp the rate-limit headers: one
     hook, as Flask looks each hook up on every request of the app."""
+    if _UNWARNED:
+        _warn_if_multiprocess()
     return add_rate_limit_headers(attempts.settle_on_response(response))
+
+
+def _warn_if_multiprocess() -> None:
+    """Warn once per process when memory storage serves a multi-process
+    server: N workers give an attacker N budgets, silently."""
+    if not request.environ.get("wsgi.multiprocess"):
+        return
+    state = current_app.extensions.get("lockout")
+    with _unwarned_lock:
+        if not isinstance(state, AppState) or state not in _UNWARNED:
+            return
+        _UNWARNED.discard(state)
+    logger.warning(
+        "Flask-Lockout stores its state in memory (LOCKOUT_STORAGE_URI ="
+        " 'memory://') under a multi-process server: every process counts on"
+        " its own, so N worker processes give an attacker N times the guesses"
+        " of the policy (N budgets). Set LOCKOUT_STORAGE_URI to Redis (such as"
+        " 'redis://localhost:6379/0') to share one count. This warning is"
+        " given once per process."
+    )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import flask
+from flask import Request
 
 from .client_ip import current_client_ip, ip_key
 from .errors import MissingKeyValue
@@ -169,7 +170,11 @@ class ParsedSpec:
                 environ = request.environ
                 if environ.get("QUERY_STRING"):
                     found += request.args.getlist(self.field)
-                if "json" in environ.get("CONTENT_TYPE", "").lower() and (
+                if self.source == "form" and _has_other_body(environ, request):
+                    # A view may read it with get_json(force=True): a copy
+                    # in the query string must not stand in for it.
+                    found.append(self._body_value(request))
+                elif "json" in environ.get("CONTENT_TYPE", "").lower() and (
                     request.is_json  # a view may read the JSON body instead
                 ):
                     found.append(self._json_value(request.get_json(silent=True)))
@@ -185,6 +190,30 @@ class ParsedSpec:
             if text.strip() and text not in texts:
                 texts.append(text)
         return texts
+
+    def _body_value(self, request: Request) -> Any:
+        """The field of a body that is no form: a JSON object's, whatever
+        its content type says.
+
+        :raises MissingKeyValue: for a body that is not a JSON object, or
+            whose field is no string or number.
+        """
+        # Cached, and parsed by the app's own JSON provider, as the view's
+        # get_json(force=True) will parse it.
+        if not request.get_data(cache=True).strip():
+            return None
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            raise MissingKeyValue(
+                f"The request's body is neither a form nor a JSON object with"
+                f" {self.field!r}."
+            )
+        value = self._json_value(body)
+        if value is None and body.get(self.field) is not None:
+            raise MissingKeyValue(
+                f"The request's {self.field!r} is not a string or a number."
+            )
+        return value
 
     def _json_value(self, body: Any) -> Any:
         value = body.get(self.field) if isinstance(body, dict) else None
@@ -214,6 +243,19 @@ class ParsedSpec:
             folds(text) if decomposed is None else _folds_decomposed(text, decomposed)
         )
         return [value for value in found if value]
+
+
+#: Bodies that ``request.form`` reads.
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def _has_other_body(environ: dict[str, Any], request: Request) -> bool:
+    """Whether the request carries a body that ``request.form`` does not read
+    (any other content type, or none)."""
+    length = environ.get("CONTENT_LENGTH")
+    if (not length or length == "0") and not environ.get("wsgi.input_terminated"):
+        return False  # no body a view could read
+    return request.mimetype not in _FORM_TYPES
 
 
 def parse_spec(spec: KeySpec) -> ParsedSpec:

@@ -170,6 +170,13 @@ class Storage:
         """Raise :class:`~flask_lockout.StorageError` unless storage answers."""
         raise NotImplementedError
 
+    def probe(self) -> None:
+        """Raise :class:`~flask_lockout.StorageError` unless storage would
+        decide now: what a breaker asks before it trusts a store again. A
+        store whose decisions can fail while it still answers (Redis refusing
+        scripts) probes with a real decision; this default pings."""
+        self.ping()
+
     def describe(self, deep: bool = False) -> dict[str, object]:
         """What ``flask lockout check`` and the dashboard show of this store."""
         return {"backend": type(self).__name__}
@@ -200,6 +207,8 @@ class FullStorage(
     def clear(self) -> None: ...
 
     def ping(self) -> None: ...
+
+    def probe(self) -> None: ...
 
     def describe(self, deep: bool = False) -> dict[str, object]: ...
 

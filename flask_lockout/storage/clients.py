@@ -7,6 +7,7 @@ a request a fraction of a second, never hang it.
 from __future__ import annotations
 
 import importlib
+import re
 import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -178,17 +179,104 @@ def cluster_client(uri: str) -> Any:
             "username": unquote(user) or None,
             "password": unquote(password) or None,
         }
-    nodes = []
-    for host_port in netloc.split(","):
-        host, _, port = host_port.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigurationError(
-                f"LOCKOUT_STORAGE_URI: cluster node {host_port!r} must be host:port."
-            )
-        nodes.append(ClusterNode(host.strip("[]"), int(port)))  # type: ignore[no-untyped-call]
+    nodes = [
+        ClusterNode(host, port)  # type: ignore[no-untyped-call]
+        for host, port in map(_cluster_node, netloc.split(","))
+    ]
     options = _client_options(auth)
     retry = options.pop("retry")
     return RedisCluster(startup_nodes=nodes, retry=retry, **options)
+
+
+#: Schemes of one server over TCP, and of a Cluster's list of nodes.
+_SERVER_SCHEMES = ("redis", "rediss", "valkey", "valkeys")
+_CLUSTER_SCHEMES = ("redis+cluster", "valkey+cluster")
+_DATABASE = re.compile(r"/?[0-9]*")
+
+
+def check_uri(uri: str) -> None:
+    """Check a Redis, Valkey or Cluster URI whole, without connecting: the
+    scheme, a host, a port from 1 to 65535, a numeric database, every
+    Cluster node as ``host:port``, and the client's own query options.
+
+    Clients connect on first use, so a URI no client can parse would
+    otherwise fail every request instead of the start.
+
+    :raises ConfigurationError: naming ``LOCKOUT_STORAGE_URI`` and the part
+        that is wrong (never the password).
+    """
+    scheme = uri.split("://", 1)[0].lower()
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        raise _bad_uri(f"cannot be parsed ({exc})") from None
+    if scheme in _CLUSTER_SCHEMES:
+        for node in parts.netloc.rpartition("@")[2].split(","):
+            _cluster_node(node)
+        if parts.path.strip("/") not in ("", "0"):
+            raise _bad_uri("names a database, which Redis Cluster does not have.")
+        return
+    if scheme == "unix":
+        if not parts.path.strip("/"):
+            raise _bad_uri("needs a socket path, as in 'unix:///run/redis.sock'.")
+    elif scheme in _SERVER_SCHEMES:
+        _check_server(parts.netloc.rpartition("@")[2], parts.hostname)
+        if not _DATABASE.fullmatch(parts.path):
+            raise _bad_uri(
+                f"names the database {unquote(parts.path.lstrip('/'))!r}: a"
+                " database is a number, as in 'redis://localhost:6379/0'."
+            )
+    else:
+        raise _bad_uri(f"has the scheme {scheme!r}, which no Redis client reads.")
+    _check_query(uri, scheme)
+
+
+def _check_server(netloc: str, hostname: str | None) -> None:
+    """The ``host[:port]`` of a one-server URI (user and password taken off)."""
+    if not hostname or any(ch.isspace() for ch in hostname):
+        raise _bad_uri("needs a host, as in 'redis://localhost:6379/0'.")
+    if netloc.startswith("["):  # [IPv6]:port
+        rest = netloc.partition("]")[2]
+    else:
+        _, colon, port = netloc.partition(":")
+        rest = colon + port
+    if rest:
+        _port(rest[1:] if rest.startswith(":") else rest, netloc)
+
+
+def _cluster_node(node: str) -> tuple[str, int]:
+    """``(host, port)`` of one ``host:port`` of a Cluster URI."""
+    host, _, port = node.strip().rpartition(":")
+    host = host.strip("[]")
+    if not host or not port:
+        raise _bad_uri(f"has the cluster node {node!r}: each must be host:port.")
+    return host, _port(port, node)
+
+
+def _port(text: str, where: str) -> int:
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise _bad_uri(
+            f"has the port {text!r} in {where!r}: a port is a number from 1 to 65535."
+        )
+    return int(text)
+
+
+def _check_query(uri: str, scheme: str) -> None:
+    """The client's own parse of the URI: its query options (``db``,
+    ``socket_timeout``...) and what it refuses."""
+    package = "valkey" if scheme.startswith("valkey") else "redis"
+    try:
+        connection = importlib.import_module(f"{package}.connection")
+    except ImportError:
+        return  # the factory names the missing package
+    try:
+        connection.parse_url(uri)
+    except ValueError as exc:
+        raise _bad_uri(f"is refused by the {package} client: {exc}") from None
+
+
+def _bad_uri(why: str) -> ConfigurationError:
+    return ConfigurationError(f"LOCKOUT_STORAGE_URI {why}")
 
 
 def missing_package(package: str, uri: str) -> str:

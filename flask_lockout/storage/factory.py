@@ -8,7 +8,7 @@ from typing import cast
 
 from ..errors import ConfigurationError
 from .base import FullStorage, Storage
-from .clients import is_redis_client, missing_package
+from .clients import check_uri, is_redis_client, missing_package
 from .memory import DEFAULT_MAX_KEYS, MemoryStorage
 from .redis import RedisStorage
 
@@ -27,6 +27,8 @@ def _redis(uri: str, prefix: str, max_keys: int, clock: Clock | None) -> FullSto
     package = "valkey" if uri.lower().startswith("valkey") else "redis"
     if importlib.util.find_spec(package) is None:
         raise ConfigurationError(missing_package(package, uri))
+    # Checked whole now, or every request would fail on it.
+    check_uri(uri)
     return RedisStorage.from_url(uri, prefix=prefix)
 
 
@@ -64,7 +66,9 @@ def storage_from_uri(
 
     :param max_keys: bound of a memory store.
     :param clock: clock of a memory store (Redis uses its server time).
-    :raises ConfigurationError: for an unknown scheme, naming
+    :raises ConfigurationError: for an unknown scheme, or a URI no client
+        could connect with (a host, a port from 1 to 65535, a numeric
+        database, Cluster nodes as ``host:port``), naming
         ``LOCKOUT_STORAGE_URI``.
 
     >>> type(storage_from_uri("memory://")).__name__

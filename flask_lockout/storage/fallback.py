@@ -3,8 +3,9 @@
 ``FallbackStorage`` sends every decision to the primary store (Redis) until
 a call fails. Then a breaker opens: for ``retry_seconds`` this process does
 not call the primary at all, so a frozen server costs one socket timeout
-per interval, not one per request; afterwards one call probes it. Meanwhile
-each decision is answered by the mode:
+per interval, not one per request; afterwards one call probes it with a
+real decision (:meth:`Storage.probe`). Meanwhile each decision is answered
+by the mode:
 
 - ``"memory"``: by this process's own bounded memory store, with the same
   policy. A lock set there keeps refusing until it ends, also after the
@@ -85,7 +86,8 @@ class FallbackStorage(Storage):
 
     def _primary_up(self) -> bool:
         """True while the primary answers; once the retry interval is over,
-        one caller probes it with a ping, the others keep skipping."""
+        one caller probes it with a real decision (a ping answers while
+        Redis refuses scripts), the others keep skipping."""
         if self.lost is None:
             return True
         with self._lock:
@@ -94,7 +96,7 @@ class FallbackStorage(Storage):
                 return False
             self._retry_at = now + self.retry_seconds
         try:
-            self.primary.ping()
+            self.primary.probe()
         except StorageError as exc:
             self._lose(exc)
             return False
@@ -281,6 +283,9 @@ class FallbackStorage(Storage):
 
     def ping(self) -> None:
         self.primary.ping()
+
+    def probe(self) -> None:
+        self.primary.probe()
 
     def storage_key(self, identifier: str, kind: str) -> str:
         return self.primary.storage_key(identifier, kind)

@@ -34,8 +34,13 @@ logger = logging.getLogger("flask_lockout")
 DEFAULT_MAX_KEYS = 100_000
 
 #: The identifier of the shared bucket that new keys use once protected
-#: state fills the store.
+#: state fills the store (followed by ``:<slot>`` for a client's network).
 OVERFLOW = "~overflow"
+
+#: Overflow buckets per kind of key, at most. Networks are spread over them
+#: by a per-process hash: a flood from many networks cannot grow the store
+#: without bound, and cannot aim at another network's bucket.
+OVERFLOW_BUCKETS = 4096
 
 
 class _Counter:
@@ -115,8 +120,14 @@ class MemoryStorage(Storage):
         the least recently used rate-limit windows and throttle counters.
         Lockout state (failures, locks, probation) and
         tokens are never evicted: when they fill the store, new keys share
-        one overflow bucket per kind, which locks them together quickly
-        rather than leaving them unguarded, and the store logs it once.
+        an overflow bucket per kind and per client network, which locks
+        them together quickly rather than leaving them unguarded, and the
+        store logs it once.
+    :param network: returns the network of the client being decided for
+        (``"203.0.113.0/24"``), or ``""`` when there is none. Overflow
+        buckets are partitioned by it, so a flood locks out its own network
+        and not every new visitor. The Flask extension sets it (IPv4 /24,
+        IPv6 /48); without it every new key shares one bucket per kind.
 
     It runs no thread: expired keys are dropped when met or when room is needed.
     Each worker process has its own; use Redis to share state between them.
@@ -135,6 +146,7 @@ class MemoryStorage(Storage):
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = DEFAULT_MAX_KEYS,
         prefix: str = "lockout",
+        network: Callable[[], str] | None = None,
     ) -> None:
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
             raise ValueError(
@@ -143,6 +155,7 @@ class MemoryStorage(Storage):
         self.clock = clock
         self.max_keys = max_keys
         self.prefix = prefix
+        self.network = network
         self._lock = threading.Lock()
         #: Lockout state and tokens: never evicted while they live. Kept
         #: apart from the counters, whose churn would keep regrowing its table.
@@ -191,11 +204,19 @@ class MemoryStorage(Storage):
             self.overflowed = True
             logger.warning(
                 "The memory store is full of protected state (%d keys): new keys"
-                " now share one overflow bucket and lock together. Raise"
-                " LOCKOUT_MEMORY_MAX_KEYS or use Redis.",
+                " now share an overflow bucket per client network (IPv4 /24,"
+                " IPv6 /48) and lock together, so a flood locks out its own"
+                " network. Raise LOCKOUT_MEMORY_MAX_KEYS or use Redis.",
                 self.max_keys,
             )
-        return _key(tag, OVERFLOW)
+        return self._overflow(tag)
+
+    def _overflow(self, tag: str) -> str:
+        """The overflow bucket of the client being decided for."""
+        network = self.network() if self.network is not None else ""
+        if not network:
+            return _key(tag, OVERFLOW)
+        return _key(tag, f"{OVERFLOW}:{hash(network) % OVERFLOW_BUCKETS}")
 
     def _make_room(self, now: float) -> bool:
         if len(self) < self.max_keys:
@@ -247,12 +268,17 @@ class MemoryStorage(Storage):
         ttl: float,
     ) -> list[Reservation]:
         answers = []
+        # Keys of one attempt that share an overflow bucket count it once.
+        reserved: dict[str, Reservation] = {}
         with self._lock:
             now = self.clock()
             for key, spelling in attempts:
                 skey, record = self._record(key, policy, now)
+                if skey in reserved:
+                    answers.append(reserved[skey])
+                    continue
                 answer, pending = record.reserve(policy, now, spelling)
-                answers.append(answer)
+                answers.append(reserved.setdefault(skey, answer))
                 if pending is not None:
                     if len(self._pending) >= MAX_PENDING:
                         self._pending.popitem(last=False)
@@ -308,7 +334,7 @@ class MemoryStorage(Storage):
             now = self.clock()
             stored = self._held.get(_key(_LOCK, key))
             if stored is None and self.overflowed:
-                stored = self._held.get(_key(_LOCK, OVERFLOW))
+                stored = self._held.get(self._overflow(_LOCK))
             if stored is None or stored.expires_at <= now:
                 return LockState(False, 0)
             record = _expand(stored)
@@ -437,6 +463,9 @@ class MemoryStorage(Storage):
             self.overflowed = False
 
     def ping(self) -> None:
+        return None
+
+    def probe(self) -> None:
         return None
 
     def describe(self, deep: bool = False) -> dict[str, object]:

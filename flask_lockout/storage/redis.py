@@ -491,6 +491,20 @@ class RedisStorage(Storage):
         with self._translate_errors():
             return health_report(client, [_load_script(name) for name in SCRIPTS])
 
+    def probe(self) -> None:
+        """One real decision, through the path every decision takes: a PING
+        answers while scripts are refused (NOSCRIPT, OOM, READONLY, an ACL
+        without EVALSHA). It counts a failure on a throwaway key whose state
+        expires within milliseconds; a read would pass where writes fail."""
+        expiring = LockoutConfig(
+            max_failures=1_000_000,
+            window_seconds=0.001,
+            base_lock_seconds=0.001,
+            max_lock_seconds=0.001,
+            reset_after_seconds=0.001,
+        )
+        self._lockout("failure", "~probe", expiring)
+
 
 @functools.lru_cache(maxsize=64)
 def _policy_args(policy: LockoutConfig) -> tuple[bytes, ...]:
