@@ -14,7 +14,7 @@ from .events import event_line
 from .keys import canonical_key
 from .limits import Limit
 from .lockout import LoginLockout
-from .policy import BACKOFF_SCHEDULE_LENGTH, LockoutConfig
+from .policy import BACKOFF_SCHEDULE_LENGTH, LockoutConfig, LockState
 from .state import AppState, current_state
 from .storage.memory import MemoryStorage
 
@@ -51,6 +51,38 @@ def _storage_failed(exc: StorageError) -> click.ClickException:
     return click.ClickException(f"Storage failed: {exc}")
 
 
+#: The first line of ``check`` and ``policy`` when enforcement is off.
+DISABLED = (
+    "ENFORCEMENT IS OFF: LOCKOUT_ENABLED = False, so every decorator lets"
+    " requests through and nothing below is applied."
+)
+
+
+def _say_if_disabled(state: AppState) -> None:
+    # First, so nobody reads a healthy report as protection.
+    if not state.settings.enabled:
+        click.echo(DISABLED)
+
+
+def _failures_in_words(found: LockState, policy: LockoutConfig) -> str:
+    """What the failure count of ``lockout_status`` means for this key."""
+    if found.locked or found.lock_number:
+        return f"{found.failures} (a lock starts the count again)"
+    return f"{found.failures} of {policy.max_failures}, counted toward the next lock"
+
+
+def _locked_by(found: LockState, policy: LockoutConfig) -> str:
+    """The failures that led to the current lock, from the policy."""
+    first = f"{policy.max_failures} failures within {policy.window_seconds:g} s"
+    if found.lock_number <= 1:
+        return first
+    later = found.lock_number - 1
+    return (
+        f"{policy.max_failures + later} failures since the key was clean:"
+        f" {first}, then {later} on probation, each locking it again"
+    )
+
+
 @cli.command("status")
 @click.argument("key")
 def status(key: str) -> None:
@@ -67,15 +99,21 @@ def status(key: str) -> None:
         verdict = "on probation: the next failure locks it"
     else:
         verdict = "not locked"
+    policy = state.settings.policy
     click.echo(f"{key}: {verdict}")
-    click.echo(f"  failures in window: {found.failures}")
+    if found.locked:
+        click.echo(f"  locked by:          {_locked_by(found, policy)}")
+    click.echo(f"  failures in window: {_failures_in_words(found, policy)}")
     click.echo(f"  locks since clean:  {found.lock_number}")
 
 
 @cli.command("reset")
 @click.argument("key", required=False)
 @click.option("--all", "everything", is_flag=True, help="Forget every key.")
-def reset(key: str | None, everything: bool) -> None:
+@click.option(
+    "--yes", "-y", "assume_yes", is_flag=True, help="Do not ask first (for scripts)."
+)
+def reset(key: str | None, everything: bool, assume_yes: bool) -> None:
     """Forget KEY (lock, failures, rate limits), or everything with --all."""
     if everything == (key is not None):
         raise click.UsageError("Give exactly one of KEY or --all.")
@@ -83,11 +121,12 @@ def reset(key: str | None, everything: bool) -> None:
     state = _shared_state()
     try:
         if everything:
-            click.confirm(
-                f"Forget every lock, failure and rate limit under prefix"
-                f" {state.storage.prefix!r}?",
-                abort=True,
-            )
+            if not assume_yes:
+                click.confirm(
+                    f"Forget every lock, failure and rate limit under prefix"
+                    f" {state.storage.prefix!r}?",
+                    abort=True,
+                )
             state.extension.reset()
             click.echo("All lockout state cleared.")
             return
@@ -116,9 +155,18 @@ def list_keys() -> None:
     click.echo(f"{'KEY':<{width}}  FAILURES  LOCKS  RETRY-AFTER")
     for key, found in sorted(rows, key=lambda row: (-row[1].retry_after, row[0])):
         retry = f"{found.retry_after} s" if found.locked else "-"
+        # A lock starts the window's count again: 0 would read as "none".
+        failures = "-" if found.locked else str(found.failures)
         click.echo(
-            f"{key:<{width}}  {found.failures:>8}  {found.lock_number:>5}  {retry:>11}"
+            f"{key:<{width}}  {failures:>8}  {found.lock_number:>5}  {retry:>11}"
         )
+    policy = state.settings.policy
+    click.echo(
+        f"FAILURES: failures in the current window, toward the next lock ("
+        f"{policy.max_failures} lock a key; '-' while locked, as a lock starts"
+        " the count again). LOCKS: locks since the key was last clean; after"
+        " the first, each failure on probation locks again."
+    )
 
 
 def simulate_attacker(
@@ -167,7 +215,9 @@ def _limits_in_words(limits: tuple[Limit, ...]) -> str:
 @cli.command("policy")
 def policy() -> None:
     """Print the lock schedule and the most guesses an attacker gets."""
-    settings = current_state().settings
+    state = current_state()
+    _say_if_disabled(state)
+    settings = state.settings
     config = settings.policy
     click.echo(
         f"Lock after {config.max_failures} failures within"
@@ -205,6 +255,7 @@ def policy() -> None:
 def check() -> None:
     """Connect to the storage and report what a deployment needs to know."""
     state = current_state()
+    _say_if_disabled(state)
     storage = state.storage
     primary = getattr(storage, "primary", storage)
     try:

@@ -31,9 +31,10 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 
+from .client_ip import ip_key
 from .errors import StorageError
 from .events import ago_in_words, utc_time
-from .keys import canonical_key, fold, split_key
+from .keys import canonical_key, fold, logical_key, split_key
 from .policy import BACKOFF_SCHEDULE_LENGTH, LockoutConfig, LockState
 from .responses import wait_in_words
 from .state import AppState, current_state
@@ -49,6 +50,11 @@ COUNT_LIMIT = 1_000
 #: Events on the overview and the events page.
 OVERVIEW_EVENTS = 10
 EVENTS_PAGE = 200
+#: Other keys shown on a key's page, at most: each costs a storage read.
+RELATED_MAX = 20
+#: Two ``locked`` events this close, from one client and endpoint, are
+#: taken as one request's.
+SAME_REQUEST_SECONDS = 2.0
 
 #: The unlock form's token: signed with SECRET_KEY under this salt, valid
 #: this many seconds, bound to one key.
@@ -182,6 +188,7 @@ def dashboard_blueprint(
             "ago": ago_in_words,
             "fact": _fact,
             "q": request.args.get("q", ""),
+            "enforcement_off": not current_state().settings.enabled,
         }
 
     @bp.get("/")
@@ -255,6 +262,17 @@ def dashboard_blueprint(
         except StorageError as exc:
             row, error = Row(key, LockState(False, 0)), str(exc)
         page = state.events.read(state.events.max_events)
+        serializer = _serializer()
+        related: list[tuple[Row, str]] = []
+        if error is None:
+            names = _related_keys(key, page.events, state.settings.ipv6_prefix)
+            try:
+                for name in names[:RELATED_MAX]:
+                    found = state.storage.lockout_status(name, state.settings.policy)
+                    related.append((Row(name, found), serializer.dumps(name)))
+            except StorageError as exc:
+                error = str(exc)
+        released = request.args.get("released")
         return render_template(
             "lockout/dashboard/key.html",
             row=row,
@@ -262,8 +280,10 @@ def dashboard_blueprint(
             policy=state.settings.policy,
             next_lock=state.settings.policy.lock_seconds(row.state.lock_number + 1),
             events=[e for e in page.events if e["key"] == key][:20],
-            token=_serializer().dumps(key),
+            token=serializer.dumps(key),
             unlocked=request.args.get("unlocked") == "1",
+            related=related,
+            released=released if any(r.key == released for r, _ in related) else None,
             canonical=_other_spelling(key),
             cache_seconds=state.settings.local_cache_seconds,
         ), (503 if error else 200)
@@ -279,6 +299,10 @@ def dashboard_blueprint(
             return render_template(
                 "lockout/dashboard/refused.html", key=key, error=str(exc)
             ), 503
+        back = request.form.get("back", "")
+        if back and back != key and len(back) <= 4096:
+            # Unlocked from another key's page (a related key): back there.
+            return redirect(url_for(".key", key=back, released=key), 303)
         return redirect(url_for(".key", key=key, unlocked=1), 303)
 
     @bp.get("/events")
@@ -334,6 +358,56 @@ def _other_spelling(text: str) -> str | None:
     """The key requests count for ``text``, when it is spelled otherwise."""
     canonical = canonical_key(text) if text else None
     return canonical if canonical and canonical != text else None
+
+
+def _related_keys(
+    key: str, events: list[dict[str, Any]], ipv6_prefix: int
+) -> list[str]:
+    """The other keys the attacks on ``key`` locked, most recent first.
+
+    For each ``locked`` event of ``key``: the keys locked by the same
+    request (one client and endpoint, within SAME_REQUEST_SECONDS), and,
+    for an account, the ``ip`` key of the address it came from, whatever
+    locked that; for an ``ip`` key, the keys its address locked in the
+    same scope. Unlocking one of them alone leaves the others refusing.
+    """
+    parts = split_key(key)
+
+    def address(client_ip: str) -> str | None:
+        try:
+            return ip_key(client_ip, ipv6_prefix)
+        except ValueError:
+            return None
+
+    own = [e for e in events if e["kind"] == "locked" and e["key"] == key]
+    found: dict[str, None] = {}
+    if parts is not None and parts[1] != "ip":
+        for event in own:
+            value = event["client_ip"] and address(event["client_ip"])
+            if value:
+                found.setdefault(logical_key(parts[0], "ip", value), None)
+    for event in events:
+        other, client = event["key"], event["client_ip"]
+        if event["kind"] != "locked" or not other or other == key or not client:
+            continue
+        same_request = any(
+            client == mine["client_ip"]
+            and event["endpoint"] == mine["endpoint"]
+            and abs(event["time"] - mine["time"]) <= SAME_REQUEST_SECONDS
+            for mine in own
+        )
+        other_parts = split_key(other)
+        from_this_address = (
+            parts is not None
+            and parts[1] == "ip"
+            and other_parts is not None
+            and other_parts[0] == parts[0]
+            and address(client) == parts[2]
+        )
+        if same_request or from_this_address:
+            found.setdefault(other, None)
+    found.pop(key, None)
+    return list(found)
 
 
 def _scan(state: AppState, match: Callable[[str], bool] | None, want: int) -> Scan:

@@ -12,11 +12,37 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-_PERIODS = {"sec": 1, "second": 1, "min": 60, "minute": 60, "hour": 3600, "day": 86400}
+#: Period names in seconds, singular; a plural ``s`` is accepted too. A month
+#: and a year are 30 and 360 days, as the ``limits`` library counts them.
+_PERIODS = {
+    "sec": 1,
+    "second": 1,
+    "min": 60,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "month": 30 * 86400,
+    "year": 360 * 86400,
+}
+# The grammar of the ``limits`` library (Flask-Limiter's strings): "per"
+# needs no spaces around it, and a multiplier may stand before the unit.
 _LIMIT = re.compile(
-    r"^\s*(?P<count>\d+)\s*(?:/|per\s)\s*(?P<multiplier>\d+)?\s*(?P<unit>[a-z]+?)s?\s*$",
+    r"^\s*(?P<count>\d+)\s*(?:/|per)\s*(?P<multiplier>\d+)?\s*(?P<unit>[a-z]+?)s?\s*$",
     re.IGNORECASE | re.ASCII,
 )
+# What separates several limits in one string.
+_SEPARATOR = re.compile(r"[;,|]")
+# Two limits run together, for the near-miss error: "5/min 100/day".
+_TWO_LIMITS = re.compile(
+    r"\d+\s*(?:/|per)\s*\d*\s*[a-z]+\b\D+?\d+\s*(?:/|per)", re.IGNORECASE | re.ASCII
+)
+_EXPECTED = (
+    "expected COUNT/PERIOD such as '5/min', '100/15min', '1000/day' or"
+    " '10 per hour' (periods: sec, min, hour, day, month, year, singular or"
+    " plural)"
+)
+_SEPARATED = "separate several limits with ';', ',' or '|', as in '5/min;100/day'"
+
 #: Bounds that keep a limit meaningful and its storage small.
 MAX_COUNT = 10**9
 MAX_PERIOD_SECONDS = 366 * 86400
@@ -47,8 +73,10 @@ class Limit:
 def parse_limit(text: str) -> Limit:
     """Parse one limit such as ``"5/min"``, ``"100/15min"`` or ``"10 per hour"``.
 
-    Periods are ``sec``, ``second``, ``min``, ``minute``, ``hour`` and ``day``,
-    singular or plural, optionally preceded by a multiplier.
+    Periods are ``sec``, ``second``, ``min``, ``minute``, ``hour``, ``day``,
+    ``month`` (30 days) and ``year`` (360 days), singular or plural,
+    optionally preceded by a multiplier: every spelling of the ``limits``
+    library that Flask-Limiter uses (``"10 per 2 minutes"``) reads the same.
 
     :raises ValueError: when the string is not a single valid limit.
 
@@ -60,10 +88,12 @@ def parse_limit(text: str) -> Limit:
     match = _LIMIT.match(text)
     unit = match and _PERIODS.get(match["unit"].lower())
     if match is None or unit is None:
-        raise ValueError(
-            f"Invalid rate limit {text!r}: expected COUNT/PERIOD such as '5/min',"
-            " '100/15min' or '1000/day' (periods: sec, min, hour, day)."
-        )
+        if _SEPARATOR.search(text) or _TWO_LIMITS.search(text):
+            raise ValueError(
+                f"Invalid rate limit {text!r}: one limit expected here; {_EXPECTED}."
+                f" Where several are accepted, {_SEPARATED}."
+            )
+        raise ValueError(f"Invalid rate limit {text!r}: {_EXPECTED}.")
     count = int(match["count"])
     period = int(match["multiplier"] or 1) * unit
     if not 1 <= count <= MAX_COUNT:
@@ -77,19 +107,36 @@ def parse_limit(text: str) -> Limit:
 
 
 def parse_limits(text: str) -> tuple[Limit, ...]:
-    """Parse one or more limits separated by ``;``: ``"5/min;100/day"``.
+    """Parse one or more limits separated by ``;``, ``,`` or ``|``:
+    ``"5/min;100/day"``, or Flask-Limiter's ``"10/minute, 100/hour"``.
 
     :raises ValueError: when any part is invalid or the string is empty.
 
     >>> parse_limits("5/min;100/day")
     (Limit(count=5, period_seconds=60), Limit(count=100, period_seconds=86400))
+    >>> parse_limits("10 per minute, 100 per hour") == parse_limits("10/min|100/hour")
+    True
     """
     if not isinstance(text, str):
         raise ValueError(f"A rate limit must be a string, not {type(text).__name__}.")
-    parts = [part for part in text.split(";") if part.strip()]
+    parts = [part for part in _SEPARATOR.split(text) if part.strip()]
     if not parts:
         raise ValueError(f"Invalid rate limit {text!r}: no limit given.")
-    return tuple(parse_limit(part) for part in parts)
+    limits = []
+    for part in map(str.strip, parts):
+        try:
+            limits.append(parse_limit(part))
+        except ValueError as exc:
+            if _TWO_LIMITS.search(part):
+                where = "" if len(parts) == 1 else f" {part!r}"
+                raise ValueError(
+                    f"Invalid rate limit {text!r}:{where} reads as more than one"
+                    f" limit; {_SEPARATED}."
+                ) from None
+            if len(parts) > 1:
+                raise ValueError(f"{exc} (in {text!r})") from None
+            raise
+    return tuple(limits)
 
 
 def as_limits(limit: Limit | Sequence[Limit] | str) -> tuple[Limit, ...]:

@@ -186,7 +186,9 @@ class Attempt:
         token: str,
         reservation: Reservation,
     ) -> None:
+        #: The key the attempt was reserved on.
         self.key = key
+        #: True when the attempt may be verified: it is counted already.
         self.granted = reservation.granted
         #: True when refused because the key is locked.
         self.locked = reservation.locked and not reservation.granted

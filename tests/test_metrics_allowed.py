@@ -1,0 +1,35 @@
+"""``decision="allowed"`` as DESIGN §6 names it: a request let through."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from flask_lockout import Lockout
+
+
+@pytest.mark.xfail(
+    reason="decorators.check_rate_limit returns on an allowed hit without"
+    ' state.decided("allowed"); outcome._settle counts no-verdict attempts'
+    " as allowed instead",
+    strict=True,
+)
+def test_a_throttled_request_let_through_is_counted_as_allowed() -> None:
+    app = Flask(__name__)
+    app.config["LOCKOUT_METRICS"] = True
+    lockout = Lockout()
+    registry = CollectorRegistry()
+    lockout.init_metrics(registry)
+    lockout.init_app(app)
+
+    @app.get("/search")
+    @lockout.throttled("5/minute")
+    def search() -> str:
+        return "results"
+
+    client = app.test_client()
+    for _ in range(2):
+        assert client.get("/search").status_code == 200
+    labels = {"endpoint": "search", "decision": "allowed"}
+    assert registry.get_sample_value("flask_lockout_decisions_total", labels) == 2
