@@ -7,6 +7,9 @@
   commit put first on ``PYTHONPATH``), and :func:`declare_success`, the one
   API difference the benchmarks need: since 9b637cd a view must call
   ``lockout.succeeded()`` on success, before it any 2xx was a success.
+- :func:`exports`: which names the flask_lockout of a checkout has, asked
+  of a Python that imports it from there, so that a benchmark sets a
+  feature's settings only on trees that know them.
 
 Run an old commit with ``git worktree add /tmp/old 7ffca6f`` and
 ``PYTHONPATH=/tmp/old python bench/<script>.py``.

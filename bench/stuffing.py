@@ -9,7 +9,7 @@ get, how soon a surge is detected, and what surge counting costs.
     python bench/stuffing.py --old /tmp/old
     # a short smoke run (about 2 min):
     python bench/stuffing.py --pairs 2000 --attack-seconds 60 \\
-        --throughput-seconds 5 --rounds 1
+        --throughput-seconds 5
 
 Each tree is served by its own gunicorn (2 workers x 4 threads, gthread) on
 a free loopback port, running that tree's flask_lockout (PYTHONPATH and
@@ -136,7 +136,7 @@ def post(port: int, email: str, password: str, address: str, cookie: str) -> Rep
             response.getheader("Retry-After"),
             [c.split(";", 1)[0] for c in response.headers.get_all("Set-Cookie") or []],
         )
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         return Reply(0, error=f"{type(exc).__name__}: {exc}")
     finally:
         connection.close()
@@ -518,7 +518,11 @@ def detection(tree: Tree, started: float) -> str:
 def user_summary(tree: Tree, known: bool) -> dict[str, Any]:
     tries = [u for u in tree.users if u["known"] is known]
     refused = [u for u in tries if u["status"] == 429]
-    waits = sorted(int(u["retry_after"]) for u in refused if u["retry_after"])
+    waits = sorted(
+        int(u["retry_after"])
+        for u in refused
+        if (u["retry_after"] or "").strip().isdigit()
+    )
     return {
         "users": len(tries),
         "logged_in": sum(u["status"] == 200 for u in tries),
