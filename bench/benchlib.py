@@ -7,6 +7,9 @@
   commit put first on ``PYTHONPATH``), and :func:`declare_success`, the one
   API difference the benchmarks need: since 9b637cd a view must call
   ``lockout.succeeded()`` on success, before it any 2xx was a success.
+- :func:`exports`: which names the flask_lockout of a checkout has, asked
+  of a Python that imports it from there, so that a benchmark sets a
+  feature's settings only on trees that know them.
 
 Run an old commit with ``git worktree add /tmp/old 7ffca6f`` and
 ``PYTHONPATH=/tmp/old python bench/<script>.py``.
@@ -19,6 +22,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -26,6 +30,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import flask_lockout
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
 
 
 def tree() -> str:
@@ -64,6 +70,31 @@ def declare_success(lockout: Any) -> None:
     if succeeded is not None:  # 9b637cd and later
         succeeded()
     # before 9b637cd a 2xx response was the success
+
+
+def exports(package: str, *names: str) -> dict[str, bool]:
+    """Which of ``names`` the flask_lockout of the checkout at ``package``
+    exports, asked of a Python that imports it from there (a benchmark that
+    sets a new setting only where the tree has it: an old tree warns about
+    ``LOCKOUT_*`` keys it does not know)."""
+    code = (
+        "import sys, flask_lockout\n"
+        "print(flask_lockout.__file__)\n"
+        "for name in sys.argv[1:]: print(hasattr(flask_lockout, name))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *names],
+        env={**os.environ, "PYTHONPATH": package},
+        # Not a checkout: python -c puts the working folder first on sys.path.
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    served = os.path.dirname(os.path.dirname(os.path.abspath(out[0])))
+    if os.path.realpath(served) != os.path.realpath(package):
+        raise RuntimeError(f"{package} imports flask_lockout from {out[0]}")
+    return {name: found == "True" for name, found in zip(names, out[1:], strict=False)}
 
 
 def free_port() -> int:
