@@ -87,6 +87,8 @@ def throttled(
             deferred_limit.limits,
             state.storage.rate_limit_hit_many(keys, deferred_limit.limits),
         )
+        # A stacked lockout guard counts its own verdict (failure, success).
+        state.decided("allowed")
 
     def decorator(view: F) -> F:
         deferred = view in _GUARDED
