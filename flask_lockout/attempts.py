@@ -177,8 +177,11 @@ def _reserve_in_storage(
     token: str,
     pending: DeferredLimit | None,
 ) -> list[Reservation]:
-    policy = state.settings.policy
-    attempts = [AttemptKey(kv.key, kv.spelling) for kv in keys]
+    settings = state.settings
+    policy = settings.policy
+    attempts = [
+        AttemptKey(kv.key, kv.spelling, settings.policy_of(kv.key)) for kv in keys
+    ]
     if pending is None:
         return state.storage.lockout_reserve_all(
             attempts, policy, token, DEFAULT_RESERVATION_SECONDS
@@ -197,8 +200,11 @@ def _refuse_if_any_refused(
     refused = [(kv, a) for kv, a in zip(keys, answers, strict=True) if not a.granted]
     if not refused:
         return
+    settings = state.settings
     granted = [
-        Settlement(kv.key, Outcome.RELEASE, kv.spelling, a.receipt)
+        Settlement(
+            kv.key, Outcome.RELEASE, kv.spelling, a.receipt, settings.policy_of(kv.key)
+        )
         for kv, a in zip(keys, answers, strict=True)
         if a.granted
     ]
@@ -342,6 +348,7 @@ def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
             _per_key(outcome, guard, kv.key, kv.spelling),
             kv.spelling,
             reservation.receipt,
+            state.settings.policy_of(kv.key),
         )
         for kv, reservation in zip(guard.keys, guard.reservations, strict=True)
     ]

@@ -73,7 +73,13 @@ def _failures_in_words(found: LockState, policy: LockoutConfig) -> str:
 
 def _locked_by(found: LockState, policy: LockoutConfig) -> str:
     """The failures that led to the current lock, from the policy."""
-    first = f"{policy.max_failures} failures within {policy.window_seconds:g} s"
+    if policy.window_from_last_failure:
+        first = (
+            f"{policy.max_failures} failures, each within"
+            f" {policy.window_seconds:g} s of the one before"
+        )
+    else:
+        first = f"{policy.max_failures} failures within {policy.window_seconds:g} s"
     if found.lock_number <= 1:
         return first
     later = found.lock_number - 1
@@ -90,7 +96,7 @@ def status(key: str) -> None:
     key = _logical_key(key)
     state = _shared_state()
     try:
-        found = state.storage.lockout_status(key, state.settings.policy)
+        found = state.storage.lockout_status(key, state.settings.policy_of(key))
     except StorageError as exc:
         raise _storage_failed(exc) from exc
     if found.locked:
@@ -99,7 +105,7 @@ def status(key: str) -> None:
         verdict = "on probation: the next failure locks it"
     else:
         verdict = "not locked"
-    policy = state.settings.policy
+    policy = state.settings.policy_of(key)
     click.echo(f"{key}: {verdict}")
     if found.locked:
         click.echo(f"  locked by:          {_locked_by(found, policy)}")
@@ -143,7 +149,7 @@ def list_keys() -> None:
     rows = []
     try:
         for key in state.storage.lockout_keys():
-            found = state.storage.lockout_status(key, state.settings.policy)
+            found = state.storage.lockout_status(key, state.settings.policy_of(key))
             if found.locked or found.failures or found.lock_number:
                 rows.append((key, found))
     except StorageError as exc:

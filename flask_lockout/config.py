@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import math
@@ -44,6 +45,16 @@ DEFAULTS: dict[str, Any] = {
     "LOCKOUT_LOCAL_CACHE_SECONDS": 1.0,
     "LOCKOUT_METRICS": False,
     "LOCKOUT_EVENTS_MAX": 1000,
+    "LOCKOUT_ACCOUNT_WINDOW_SECONDS": 86400,
+    "LOCKOUT_IP_MAX_FAILURES": 20,
+    "LOCKOUT_SURGE": True,
+    "LOCKOUT_SURGE_MIN_FAILURES": 60,
+    "LOCKOUT_SURGE_FACTOR": 5.0,
+    "LOCKOUT_SURGE_COOLDOWN_SECONDS": 600,
+    "LOCKOUT_SURGE_LIMITS": "3/hour",
+    "LOCKOUT_SURGE_NETWORK_LIMITS": "30/hour",
+    # None: no limit on routes without @throttled of their own.
+    "LOCKOUT_APP_LIMITS": None,
 }
 
 #: What a storage outage means: decide from this process's memory, let
@@ -56,6 +67,19 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class SurgeSettings:
+    """``LOCKOUT_SURGE*``: when a scope is under a surge of failures, and what
+    an attempt from a device without a cookie must then also pass."""
+
+    enabled: bool
+    min_failures: int
+    factor: float
+    cooldown_seconds: float
+    limits: tuple[Limit, ...]
+    network_limits: tuple[Limit, ...]
 
 
 @dataclass(frozen=True)
@@ -83,6 +107,14 @@ class Settings:
     local_cache_seconds: float
     metrics: bool
     events_max: int
+    #: The policy of account keys (every spec but ``ip``): failures are
+    #: remembered until a success or ``LOCKOUT_ACCOUNT_WINDOW_SECONDS``
+    #: without a failure.
+    account_policy: LockoutConfig
+    #: The policy of ``ip`` keys: ``LOCKOUT_IP_MAX_FAILURES`` in the window.
+    ip_policy: LockoutConfig
+    surge: SurgeSettings
+    app_limits: tuple[Limit, ...]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -106,11 +138,35 @@ class Settings:
                 max_lock_seconds=get("LOCKOUT_MAX_LOCK_SECONDS", _positive),
                 reset_after_seconds=get("LOCKOUT_RESET_AFTER_SECONDS", _positive),
             )
+            account_window = get("LOCKOUT_ACCOUNT_WINDOW_SECONDS", _positive)
+            if account_window < policy.window_seconds:
+                raise ConfigurationError(
+                    "LOCKOUT_ACCOUNT_WINDOW_SECONDS must be at least"
+                    f" LOCKOUT_WINDOW_SECONDS ({account_window!r} <"
+                    f" {policy.window_seconds!r})."
+                )
+            account_policy = dataclasses.replace(
+                policy, window_seconds=account_window, window_from_last_failure=True
+            )
+            ip_policy = dataclasses.replace(
+                policy, max_failures=get("LOCKOUT_IP_MAX_FAILURES", _int)
+            )
         except ConfigurationError:
             raise
         except ValueError as exc:
             field = str(exc).split(" ", 1)[0]
             raise ConfigurationError(f"LOCKOUT_{field.upper()}: {exc}") from exc
+        factor = get("LOCKOUT_SURGE_FACTOR", _number)
+        if factor < 1:
+            raise _fail("LOCKOUT_SURGE_FACTOR", "at least 1", factor)
+        surge = SurgeSettings(
+            enabled=get("LOCKOUT_SURGE", _bool),
+            min_failures=get("LOCKOUT_SURGE_MIN_FAILURES", _int),
+            factor=float(factor),
+            cooldown_seconds=get("LOCKOUT_SURGE_COOLDOWN_SECONDS", _non_negative),
+            limits=get("LOCKOUT_SURGE_LIMITS", _limits),
+            network_limits=get("LOCKOUT_SURGE_NETWORK_LIMITS", _limits),
+        )
         return cls(
             enabled=get("LOCKOUT_ENABLED", _bool),
             storage_uri=get("LOCKOUT_STORAGE_URI", _text),
@@ -133,7 +189,28 @@ class Settings:
             local_cache_seconds=get("LOCKOUT_LOCAL_CACHE_SECONDS", _non_negative),
             metrics=get("LOCKOUT_METRICS", _bool),
             events_max=get("LOCKOUT_EVENTS_MAX", _int),
+            account_policy=account_policy,
+            ip_policy=ip_policy,
+            surge=surge,
+            app_limits=get("LOCKOUT_APP_LIMITS", _optional_limits),
         )
+
+    def policy_of(self, key: str) -> LockoutConfig:
+        """The lockout policy of the logical key ``key``."""
+        parts = key.split(":", 2)
+        return self.policy_for(parts[1] if len(parts) == 3 else "")
+
+    def policy_for(self, key_type: str) -> LockoutConfig:
+        """The lockout policy of keys of ``key_type`` (a logical key's middle
+        part): ``ip`` keys, the bucket every device of an account shares, and
+        account keys (the rest, a device's own bucket included)."""
+        if key_type == "ip":
+            return self.ip_policy
+        if key_type == "devices":
+            # No success clears it: a long memory would lock out an owner
+            # who mistypes now and then on a known device.
+            return self.policy
+        return self.account_policy
 
 
 def _check_names(config: Mapping[str, Any]) -> None:
@@ -230,6 +307,12 @@ def _prefix(key: str, value: Any) -> str:
             key, "free of '{' and '}' (they are Redis Cluster hash tags)", value
         )
     return text
+
+
+def _optional_limits(key: str, value: Any) -> tuple[Limit, ...]:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ()
+    return _limits(key, value)
 
 
 def _limits(key: str, value: Any) -> tuple[Limit, ...]:

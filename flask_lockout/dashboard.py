@@ -258,7 +258,9 @@ def dashboard_blueprint(
         state = current_state()
         error = None
         try:
-            row = Row(key, state.storage.lockout_status(key, state.settings.policy))
+            row = Row(
+                key, state.storage.lockout_status(key, state.settings.policy_of(key))
+            )
         except StorageError as exc:
             row, error = Row(key, LockState(False, 0)), str(exc)
         page = state.events.read(state.events.max_events)
@@ -268,7 +270,9 @@ def dashboard_blueprint(
             names = _related_keys(key, page.events, state.settings.ipv6_prefix)
             try:
                 for name in names[:RELATED_MAX]:
-                    found = state.storage.lockout_status(name, state.settings.policy)
+                    found = state.storage.lockout_status(
+                        name, state.settings.policy_of(name)
+                    )
                     related.append((Row(name, found), serializer.dumps(name)))
             except StorageError as exc:
                 error = str(exc)
@@ -277,8 +281,10 @@ def dashboard_blueprint(
             "lockout/dashboard/key.html",
             row=row,
             error=error,
-            policy=state.settings.policy,
-            next_lock=state.settings.policy.lock_seconds(row.state.lock_number + 1),
+            policy=state.settings.policy_of(key),
+            next_lock=state.settings.policy_of(key).lock_seconds(
+                row.state.lock_number + 1
+            ),
             events=[e for e in page.events if e["key"] == key][:20],
             token=serializer.dumps(key),
             unlocked=request.args.get("unlocked") == "1",
@@ -413,14 +419,14 @@ def _related_keys(
 def _scan(state: AppState, match: Callable[[str], bool] | None, want: int) -> Scan:
     """Walk the store lazily: at most SCAN_LIMIT keys, stopping once ``want``
     active keys are found."""
-    storage, policy = state.storage, state.settings.policy
+    storage, settings = state.storage, state.settings
     rows: list[Row] = []
     examined = 0
     walk: Iterator[str] = storage.lockout_keys()
     for examined, found in enumerate(islice(walk, SCAN_LIMIT), start=1):  # noqa: B007
         if match is not None and not match(found):
             continue
-        lock = storage.lockout_status(found, policy)
+        lock = storage.lockout_status(found, settings.policy_of(found))
         if lock.locked or lock.failures or lock.lock_number:
             rows.append(Row(found, lock))
             if len(rows) >= want:

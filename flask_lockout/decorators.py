@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from flask import current_app
+from flask import current_app, request
 
 from .attempts import DeferredLimit, ResponseTest, check_rate_limit, reserve
 from .keys import KeySpec, ParsedSpec, check_scope, current_scope, parse_specs
@@ -21,6 +21,11 @@ from .request_state import request_state
 from .state import current_state
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Views with limits of their own (``@throttled``, ``@exempt``): the app's
+#: limits leave them alone.
+_OWN_LIMITS: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+_ADDRESS = parse_specs("ip")
 
 #: Views wrapped by ``lockout_on_failure`` itself: a ``@throttled`` stacked
 #: right on one of them leaves its rate limit to the same round trip.
@@ -92,9 +97,47 @@ def throttled(
 
     def decorator(view: F) -> F:
         deferred = view in _GUARDED
-        return _guarded(view, lambda: before(deferred))
+        wrapper = _guarded(view, lambda: before(deferred))
+        _OWN_LIMITS.add(wrapper)
+        return wrapper
 
     return decorator
+
+
+def exempt(view: F) -> F:
+    """Take ``view`` out of ``LOCKOUT_APP_LIMITS``."""
+    _OWN_LIMITS.add(view)
+    return view
+
+
+def apply_app_limits() -> None:
+    """Before-request hook for ``LOCKOUT_APP_LIMITS``: a limit per client
+    address on every route without a ``@throttled`` of its own (or
+    ``@exempt``), static files excluded."""
+    state = current_state()
+    limits = state.settings.app_limits
+    endpoint = request.endpoint
+    if not limits or not state.settings.enabled or endpoint is None:
+        return
+    if endpoint == "static" or endpoint.endswith(".static"):
+        return
+    if _has_own_limits(current_app.view_functions.get(endpoint)):
+        return
+    app_limit = DeferredLimit(_ADDRESS, current_scope(None), limits)
+    keys = app_limit.keys(state)
+    check_rate_limit(
+        state, keys, limits, state.storage.rate_limit_hit_many(keys, limits)
+    )
+    state.decided("allowed")
+
+
+def _has_own_limits(view: Any) -> bool:
+    """True when ``view``, or a view it wraps, has limits of its own."""
+    while view is not None:
+        if view in _OWN_LIMITS:
+            return True
+        view = getattr(view, "__wrapped__", None)
+    return False
 
 
 def lockout_on_failure(

@@ -112,6 +112,8 @@ class Lockout:
         if settings.harden_app_static and app.static_url_path:
             stamp_under(app, app.static_url_path)
         app.after_request(_after_request)
+        if settings.app_limits:
+            app.before_request(decorators.apply_app_limits)
         # Flask picks the app's own handler for the status code first.
         app.register_error_handler(Refusal, render_refusal)
         attempts.install(app)
@@ -170,6 +172,11 @@ class Lockout:
         :func:`decorators.lockout_on_failure`."""
         return decorators.lockout_on_failure(by, failure, success=success, scope=scope)
 
+    def exempt(self, view: F) -> F:
+        """Take a view out of ``LOCKOUT_APP_LIMITS``, as Flask-Limiter's
+        ``@limiter.exempt`` does."""
+        return decorators.exempt(view)
+
     def succeeded(self) -> None:
         """Inside a guarded view: this attempt authenticated the account.
 
@@ -218,18 +225,18 @@ class Lockout:
         cached = state.refusals.retry_after(key)
         if cached:
             return True, cached
-        found = state.storage.lockout_status(key, state.settings.policy)
+        found = state.storage.lockout_status(key, state.settings.policy_of(key))
         return found.locked, found.retry_after
 
     def status(self, key: str) -> LockState:
         """``key``'s lock, failures in the window and lock number."""
         state = current_state()
-        return state.storage.lockout_status(key, state.settings.policy)
+        return state.storage.lockout_status(key, state.settings.policy_of(key))
 
     def record_failure(self, key: str) -> tuple[bool, int]:
         """Count a failure on ``key``; returns ``(locked, retry_after)``."""
         state = current_state()
-        found = state.storage.lockout_failure(key, state.settings.policy)
+        found = state.storage.lockout_failure(key, state.settings.policy_of(key))
         send(signals.failure_recorded, key, retry_after=found.retry_after)
         if found.locked:
             state.refusals.remember(key, found.retry_after)

@@ -124,6 +124,11 @@ class LockoutConfig:
     (or ``min(backoff(n), max_lock_seconds)``). A success, or
     ``reset_after_seconds`` without a failure, makes the key clean again.
 
+    With ``window_from_last_failure`` the window ends ``window_seconds``
+    after the latest failure instead: failures paced under the limit are
+    remembered as long as they keep coming (account keys, against patient
+    guessing).
+
     :raises ValueError: naming the field, when a value cannot work.
 
     >>> config = LockoutConfig(max_failures=3, base_lock_seconds=60)
@@ -143,6 +148,7 @@ class LockoutConfig:
     reset_after_seconds: float = 86400
     backend: LockoutBackend | None = field(default=None, compare=False)
     backoff: Callable[[int], float] | None = field(default=None, compare=False)
+    window_from_last_failure: bool = False
 
     def __post_init__(self) -> None:
         require_whole("max_failures", self.max_failures)
@@ -306,6 +312,8 @@ class LockRecord:
                 self.last_failure + policy.reset_after_seconds, self.locked_until
             )
         if self.failures or self.total:
+            if policy.window_from_last_failure:
+                return self.last_failure + policy.window_seconds
             return self.window_start + policy.window_seconds
         return -math.inf
 

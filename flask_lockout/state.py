@@ -151,7 +151,7 @@ class AppState:
         probation: a token mailed to the wrong hands buys one guess, not a
         fresh budget."""
         self.refusals.forget(key)
-        self.storage.lockout_unlock(key, self.settings.policy)
+        self.storage.lockout_unlock(key, self.settings.policy_of(key))
         self.record("unlocked", key)
         send(signals.lockout_reset, key)
 

@@ -69,7 +69,9 @@ def _events(app: Flask) -> EventLog:
 def lock(app: Flask, key: str, failures: int | None = None) -> None:
     with app.app_context():
         lockout = _lockout(app)
-        count = failures or app.config["LOCKOUT_MAX_FAILURES"]
+        count = (
+            failures or app.extensions["lockout"].settings.policy_of(key).max_failures
+        )
         for _ in range(count):
             locked, retry_after = lockout.record_failure(key)
         log = _events(app)
@@ -91,6 +93,7 @@ def make_app() -> Flask:
     app.config.update(
         SECRET_KEY="browser-test",
         LOCKOUT_MAX_FAILURES=5,
+        LOCKOUT_IP_MAX_FAILURES=5,
         # Ten minutes: "locked for 10 minutes more" holds for the whole run.
         LOCKOUT_BASE_LOCK_SECONDS=600,
     )

@@ -26,6 +26,7 @@ def app() -> Flask:
     app.config.update(
         SECRET_KEY="browser-test",
         LOCKOUT_MAX_FAILURES=3,
+        LOCKOUT_IP_MAX_FAILURES=3,
         LOCKOUT_BASE_LOCK_SECONDS=600,
         LOCKOUT_DEVICE_COOKIES=False,
     )

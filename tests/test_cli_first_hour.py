@@ -47,15 +47,18 @@ def test_enforcement_on_says_nothing_of_it(command: str) -> None:
 
 
 def test_status_of_a_locked_key_shows_the_failures_that_locked_it() -> None:
-    app = make_app(LOCKOUT_MAX_FAILURES=5)
+    app = make_app(LOCKOUT_MAX_FAILURES=5, LOCKOUT_IP_MAX_FAILURES=5)
     fail(app, ALICE, 5)
     output = run_cli(app, "status", ALICE).output
-    assert "locked by:          5 failures within 900 s" in output
+    assert (
+        "locked by:          5 failures, each within 86400 s of the one before"
+        in output
+    )
     assert "failures in window: 0 (a lock starts the count again)" in output
 
 
 def test_status_after_a_lock_on_probation_counts_every_failure() -> None:
-    app = make_app(LOCKOUT_MAX_FAILURES=5)
+    app = make_app(LOCKOUT_MAX_FAILURES=5, LOCKOUT_IP_MAX_FAILURES=5)
     fail(app, ALICE, 5)
     with app.app_context():
         app.extensions["lockout"].storage.lockout_unlock(
@@ -68,7 +71,7 @@ def test_status_after_a_lock_on_probation_counts_every_failure() -> None:
 
 
 def test_status_of_a_failing_key_counts_toward_the_lock() -> None:
-    app = make_app(LOCKOUT_MAX_FAILURES=5)
+    app = make_app(LOCKOUT_MAX_FAILURES=5, LOCKOUT_IP_MAX_FAILURES=5)
     fail(app, ALICE, 2)
     output = run_cli(app, "status", ALICE).output
     assert "failures in window: 2 of 5, counted toward the next lock" in output
@@ -76,7 +79,7 @@ def test_status_of_a_failing_key_counts_toward_the_lock() -> None:
 
 
 def test_list_shows_no_zero_for_a_locked_key_and_says_what_it_counts() -> None:
-    app = make_app(LOCKOUT_MAX_FAILURES=5)
+    app = make_app(LOCKOUT_MAX_FAILURES=5, LOCKOUT_IP_MAX_FAILURES=5)
     fail(app, ALICE, 5)
     fail(app, "login:email:bob@example.com", 2)
     lines = run_cli(app, "list").output.splitlines()

@@ -361,7 +361,11 @@ def app_with(config: dict[str, Any]) -> Flask:
 
 def test_through_flask_with_cidrs() -> None:
     app = app_with(
-        {"LOCKOUT_TRUSTED_PROXIES": ["10.0.0.0/8"], "LOCKOUT_MAX_FAILURES": 2}
+        {
+            "LOCKOUT_TRUSTED_PROXIES": ["10.0.0.0/8"],
+            "LOCKOUT_MAX_FAILURES": 2,
+            "LOCKOUT_IP_MAX_FAILURES": 2,
+        }
     )
     client = app.test_client()
     env = {"REMOTE_ADDR": "10.0.0.1"}
@@ -383,6 +387,7 @@ def test_through_flask_forwarded_host_cannot_rotate_the_bucket() -> None:
             "LOCKOUT_TRUSTED_PROXIES": ["10.0.0.0/8"],
             "LOCKOUT_TRUSTED_HEADER": "Forwarded",
             "LOCKOUT_MAX_FAILURES": 2,
+            "LOCKOUT_IP_MAX_FAILURES": 2,
         }
     )
     client = app.test_client()
@@ -401,7 +406,7 @@ def test_through_flask_forwarded_host_cannot_rotate_the_bucket() -> None:
 
 
 def test_through_flask_without_trust_headers_are_ignored() -> None:
-    app = app_with({"LOCKOUT_MAX_FAILURES": 2})
+    app = app_with({"LOCKOUT_MAX_FAILURES": 2, "LOCKOUT_IP_MAX_FAILURES": 2})
     client = app.test_client()
     for spoof in ("1.1.1.1", "2.2.2.2"):
         client.post(
@@ -418,7 +423,7 @@ def test_through_flask_without_trust_headers_are_ignored() -> None:
 
 
 def test_ipv6_rotation_inside_a_64_shares_a_bucket() -> None:
-    app = app_with({"LOCKOUT_MAX_FAILURES": 2})
+    app = app_with({"LOCKOUT_MAX_FAILURES": 2, "LOCKOUT_IP_MAX_FAILURES": 2})
     client = app.test_client()
     for host in ("2001:db8:1:2::1", "2001:db8:1:2::2"):
         assert (

@@ -45,7 +45,8 @@ def lockout(app: Flask) -> Lockout:
 
 def lock(app: Flask, key: str, failures: int | None = None) -> None:
     with app.app_context():
-        for _ in range(failures or app.config["LOCKOUT_MAX_FAILURES"]):
+        policy = app.extensions["lockout"].settings.policy_of(key)
+        for _ in range(failures or policy.max_failures):
             lockout(app).record_failure(key)
 
 

@@ -27,6 +27,7 @@ def make_app(storage: object = None, **config: Any) -> Flask:
         {
             "SECRET_KEY": "test-secret",
             "LOCKOUT_MAX_FAILURES": 3,
+            "LOCKOUT_IP_MAX_FAILURES": 3,
             "LOCKOUT_DEVICE_COOKIES": False,
             **config,
         }
@@ -142,7 +143,7 @@ def test_the_address_page_lists_the_accounts_it_locked_and_no_others() -> None:
 
 
 def test_keys_locked_by_one_request_are_related() -> None:
-    app = make_app(LOCKOUT_MAX_FAILURES=2)
+    app = make_app(LOCKOUT_MAX_FAILURES=2, LOCKOUT_IP_MAX_FAILURES=2)
     user = app.test_client()
     for _ in range(2):
         user.post(

@@ -49,7 +49,7 @@ def test_login_app_signs_in_by_form_and_json() -> None:
 
 
 def test_a_success_forgives_the_account_but_not_the_address() -> None:
-    client = login_client()
+    client = login_client(LOCKOUT_IP_MAX_FAILURES=5)
     wrong = {"email": "alice@example.com", "password": "guess"}
     for _ in range(4):
         client.post("/login", data=wrong)

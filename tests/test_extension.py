@@ -30,7 +30,14 @@ PASSWORDS = {"alice@example.com": "right", "bob@example.com": "bobs"}
 
 def make_app(config: dict[str, Any] | None = None, storage: object = None) -> Flask:
     app = Flask(__name__)
-    app.config.update({"TESTING": True, "LOCKOUT_MAX_FAILURES": 3, **(config or {})})
+    app.config.update(
+        {
+            "TESTING": True,
+            "LOCKOUT_MAX_FAILURES": 3,
+            "LOCKOUT_IP_MAX_FAILURES": 3,
+            **(config or {}),
+        }
+    )
     lockout = Lockout(storage=storage)
     app.extensions["test_verified"] = []
 
@@ -289,6 +296,7 @@ def test_a_generic_http_exception_handler_answers_our_429_too() -> None:
 def test_a_blueprints_429_handler_answers_its_own_views() -> None:
     app = Flask(__name__)
     app.config["LOCKOUT_MAX_FAILURES"] = 1
+    app.config["LOCKOUT_IP_MAX_FAILURES"] = 1
     lockout = Lockout(app)
     api = Blueprint("api", __name__)
 
@@ -342,6 +350,7 @@ def test_a_locked_address_is_refused_before_the_form_is_read() -> None:
     # so a request without the account field gets the 429, not a 400.
     app = Flask(__name__)
     app.config["LOCKOUT_MAX_FAILURES"] = 2
+    app.config["LOCKOUT_IP_MAX_FAILURES"] = 2
     lockout = Lockout(app)
 
     @app.post("/login")
@@ -745,7 +754,13 @@ def test_cli_bad_usage_exits_2(args: tuple[str, ...]) -> None:
 
 
 def test_cli_policy_simulates_the_engine() -> None:
-    app = make_app({"LOCKOUT_MAX_FAILURES": 5, "LOCKOUT_DEFAULT_LIMITS": "10/minute"})
+    app = make_app(
+        {
+            "LOCKOUT_MAX_FAILURES": 5,
+            "LOCKOUT_IP_MAX_FAILURES": 5,
+            "LOCKOUT_DEFAULT_LIMITS": "10/minute",
+        }
+    )
     output = run_cli(app, "policy").output
     assert "lock 1: 60 s" in output and "lock 2: 120 s" in output
     assert "lock 6: 1920 s" in output and "lock 7 and later: 3600 s" in output
@@ -781,7 +796,9 @@ def test_sub_requests_in_one_app_context_each_count_their_own_keys() -> None:
     # A batch endpoint dispatching sub-requests in-process shares one app
     # context, so one g, among them: nothing of one may count for another.
     app = Flask(__name__)
-    app.config.update(LOCKOUT_MAX_FAILURES=5, LOCKOUT_DEVICE_COOKIES=False)
+    app.config.update(
+        LOCKOUT_MAX_FAILURES=5, LOCKOUT_IP_MAX_FAILURES=5, LOCKOUT_DEVICE_COOKIES=False
+    )
     lockout = Lockout(app)
     checked: list[str] = []
 
@@ -856,6 +873,7 @@ def test_an_apps_own_too_many_attempts_handler_survives_init_app() -> None:
 
     app = Flask(__name__)
     app.config["LOCKOUT_MAX_FAILURES"] = 1
+    app.config["LOCKOUT_IP_MAX_FAILURES"] = 1
 
     @app.errorhandler(Refusal)
     def mine(error: Refusal) -> tuple[str, int]:

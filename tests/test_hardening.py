@@ -233,6 +233,7 @@ def device_app(**config: Any) -> Flask:
             "LOCKOUT_DEVICE_COOKIES": True,
             "LOCKOUT_COOKIE_SECURE": False,
             "LOCKOUT_MAX_FAILURES": 3,
+            "LOCKOUT_IP_MAX_FAILURES": 3,
             **config,
         }
     )

@@ -56,6 +56,8 @@ class Model:
             clean_at = max(
                 state.last_failure + p.reset_after_seconds, state.locked_until
             )
+        elif state.failures and p.window_from_last_failure:
+            clean_at = state.last_failure + p.window_seconds
         elif state.failures:
             clean_at = state.window_start + p.window_seconds
         else:
@@ -107,6 +109,7 @@ policies = st.builds(
     backoff_multiplier=st.sampled_from([1, 2, 3]),
     max_lock_seconds=st.integers(10, 120),
     reset_after_seconds=st.integers(1, 200),
+    window_from_last_failure=st.booleans(),
 )
 operations = st.lists(
     st.one_of(

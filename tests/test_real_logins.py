@@ -216,7 +216,7 @@ def test_the_same_attack_on_redis(
 
 @pytest.mark.parametrize("style", STYLES)
 def test_the_owner_still_signs_in_and_is_forgiven(style: str) -> None:
-    app = build(style, {"LOCKOUT_DEVICE_COOKIES": False})
+    app = build(style, {"LOCKOUT_DEVICE_COOKIES": False, "LOCKOUT_IP_MAX_FAILURES": 5})
     client = app.test_client()
     wrong = {"email": "alice@example.com", "password": "typo"}
     right = {"email": "alice@example.com", "password": PASSWORD}
@@ -252,6 +252,7 @@ def test_an_undeclared_success_is_named_in_the_log(
 def outcomes_app(view: Callable[[Lockout], Any]) -> Flask:
     app = Flask(__name__)
     app.config["LOCKOUT_MAX_FAILURES"] = 2
+    app.config["LOCKOUT_IP_MAX_FAILURES"] = 2
     lockout = Lockout(app)
     app.post("/login")(lockout.lockout_on_failure(by="form:email")(view(lockout)))
     return app
@@ -370,6 +371,7 @@ def test_a_5xx_never_undoes_the_lock_it_set(clock: FakeClock) -> None:
     app = Flask(__name__)
     app.config.update(
         LOCKOUT_MAX_FAILURES=2,
+        LOCKOUT_IP_MAX_FAILURES=2,
         LOCKOUT_LOCAL_CACHE_SECONDS=0,  # the refusal cache keeps real time
         PROPAGATE_EXCEPTIONS=False,
     )

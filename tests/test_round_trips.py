@@ -25,6 +25,7 @@ def app(redis_server: str, redis_prefix: str) -> Flask:
         LOCKOUT_STORAGE_URI=redis_server,
         LOCKOUT_KEY_PREFIX=redis_prefix,
         LOCKOUT_DEVICE_COOKIES=False,
+        LOCKOUT_IP_MAX_FAILURES=5,
     )
     lockout = Lockout(app)
 

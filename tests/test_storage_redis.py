@@ -329,7 +329,10 @@ def test_redis_cluster(need_redis_server_binary: None) -> None:
 def assert_login_flow_on(uri: str) -> None:
     app = Flask(__name__)
     app.config.update(
-        LOCKOUT_STORAGE_URI=uri, LOCKOUT_MAX_FAILURES=3, LOCKOUT_FAIL_MODE="closed"
+        LOCKOUT_STORAGE_URI=uri,
+        LOCKOUT_MAX_FAILURES=3,
+        LOCKOUT_IP_MAX_FAILURES=3,
+        LOCKOUT_FAIL_MODE="closed",
     )
     lockout = Lockout(app)
 

@@ -27,11 +27,14 @@ class ThrottleCount(NamedTuple):
 
 
 class AttemptKey(NamedTuple):
-    """One key an attempt is counted on, and the spelling typed for it
-    (empty for keys that no success forgives, such as ``ip``)."""
+    """One key an attempt is counted on, the spelling typed for it (empty
+    for keys that no success forgives, such as ``ip``), and the key's own
+    policy when it is not the call's (the keys of one call share the lock
+    schedule: ``max_failures`` and the window may differ)."""
 
     key: str
     spelling: str = ""
+    policy: LockoutConfig | None = None
 
 
 class Settlement(NamedTuple):
@@ -42,6 +45,7 @@ class Settlement(NamedTuple):
     outcome: Outcome
     spelling: str = ""
     receipt: Receipt = ""
+    policy: LockoutConfig | None = None
 
 
 class LockoutStorage(Protocol):

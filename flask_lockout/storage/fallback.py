@@ -164,7 +164,9 @@ class FallbackStorage(Storage):
         (While it is away, the memory store decides and knows them anyway.)"""
         if not len(self.memory) or not self._primary_up():
             return None
-        known = [self.memory.lockout_status(a.key, policy) for a in attempts]
+        known = [
+            self.memory.lockout_status(a.key, a.policy or policy) for a in attempts
+        ]
         if not any(state.locked for state in known):
             return None
         return [Reservation(False, s.locked, s.retry_after) for s in known]

@@ -272,18 +272,19 @@ class MemoryStorage(Storage):
         reserved: dict[str, Reservation] = {}
         with self._lock:
             now = self.clock()
-            for key, spelling in attempts:
-                skey, record = self._record(key, policy, now)
+            for key, spelling, own_policy in attempts:
+                rules = own_policy or policy
+                skey, record = self._record(key, rules, now)
                 if skey in reserved:
                     answers.append(reserved[skey])
                     continue
-                answer, pending = record.reserve(policy, now, spelling)
+                answer, pending = record.reserve(rules, now, spelling)
                 answers.append(reserved.setdefault(skey, answer))
                 if pending is not None:
                     if len(self._pending) >= MAX_PENDING:
                         self._pending.popitem(last=False)
                     self._pending[skey, token] = (now + ttl, pending)
-                self._save(skey, record, policy, now)
+                self._save(skey, record, rules, now)
         return answers
 
     def lockout_guard(
@@ -304,22 +305,23 @@ class MemoryStorage(Storage):
     ) -> None:
         with self._lock:
             now = self.clock()
-            for key, outcome, spelling, _ in settlements:
+            for key, outcome, spelling, _, own_policy in settlements:
+                rules = own_policy or policy
                 if outcome is Outcome.FAILURE:
                     continue
                 if outcome is Outcome.CLEAR:
                     self._held.pop(_key(_LOCK, key), None)
                     continue
-                skey, record = self._record(key, policy, now)
+                skey, record = self._record(key, rules, now)
                 found = self._pending.pop((skey, token), None)
                 pending = found[1] if found is not None and found[0] > now else None
                 if outcome is Outcome.SUCCESS:
                     record.succeed(pending, spelling, now)
                 elif outcome is Outcome.UNKNOWN:
-                    record.release(pending, now, policy)
+                    record.release(pending, now, rules)
                 else:
                     record.release(pending, now)
-                self._save(skey, record, policy, now)
+                self._save(skey, record, rules, now)
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
         with self._lock:

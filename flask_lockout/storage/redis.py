@@ -248,33 +248,36 @@ class RedisStorage(Storage):
     def _lockout_calls(
         self,
         op: str,
-        items: Sequence[tuple[str, str]],
+        items: Sequence[AttemptKey | Settlement],
         policy: LockoutConfig,
         token: str = "",
         ttl_ms: int = 0,
-        receipts: Sequence[Receipt] = (),
     ) -> list[tuple[str, list[str], list[object]]]:
-        """Script calls deciding ``op`` for ``(key, spelling)`` items, with
-        the receipts of the attempts they give back: one call for them all,
-        or one per key on a Cluster (other slots)."""
+        """Script calls deciding ``op`` for ``items`` (with the receipts of
+        the attempts they give back): one call for them all, or one per key
+        on a Cluster (other slots)."""
         if self._on_cluster(self.client):
-            groups = [[i] for i in range(len(items))]
+            groups = [[item] for item in items]
         else:
-            groups = [list(range(len(items)))] if items else []
-        head: list[object] = [op, *_policy_args(policy), token, ttl_ms, MAX_SPELLINGS]
+            groups = [list(items)] if items else []
+        head: list[object] = [
+            op,
+            token,
+            ttl_ms,
+            MAX_SPELLINGS,
+            *_schedule_args(policy),
+        ]
         return [
             (
                 "lockout",
-                [self.storage_key(items[i][0], "lock") for i in group],
-                head
-                + [items[i][1] for i in group]
-                + ([receipts[i] for i in group] if receipts else []),
+                [self.storage_key(item.key, "lock") for item in group],
+                head + [arg for item in group for arg in _key_args(item, policy)],
             )
             for group in groups
         ]
 
     def _lockout(self, op: str, key: str, policy: LockoutConfig) -> LockState:
-        [reply] = self._run_many(self._lockout_calls(op, [(key, "")], policy))
+        [reply] = self._run_many(self._lockout_calls(op, [AttemptKey(key)], policy))
         with _READING_REPLY:
             locked, retry, failures, number = _integers(reply)
         return LockState(bool(locked), retry, failures, number)
@@ -299,16 +302,14 @@ class RedisStorage(Storage):
     def lockout_settle_all(
         self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
     ) -> None:
-        by_op: dict[str, tuple[list[tuple[str, str]], list[Receipt]]] = {}
-        for key, outcome, spelling, receipt in settlements:
-            if outcome is not Outcome.FAILURE:  # already counted when reserved
-                items, receipts = by_op.setdefault(outcome.value, ([], []))
-                items.append((key, spelling))
-                receipts.append(receipt)
+        by_op: dict[str, list[Settlement]] = {}
+        for settlement in settlements:
+            if settlement.outcome is not Outcome.FAILURE:  # counted when reserved
+                by_op.setdefault(settlement.outcome.value, []).append(settlement)
         calls = [
             call
-            for op, (items, receipts) in by_op.items()
-            for call in self._lockout_calls(op, items, policy, token, 0, receipts)
+            for op, items in by_op.items()
+            for call in self._lockout_calls(op, items, policy, token)
         ]
         if calls:
             # A give-back sent twice would give back twice: never replayed
@@ -507,12 +508,10 @@ class RedisStorage(Storage):
 
 
 @functools.lru_cache(maxsize=64)
-def _policy_args(policy: LockoutConfig) -> tuple[bytes, ...]:
-    """A policy as the script reads it, encoded once, not on every call."""
+def _schedule_args(policy: LockoutConfig) -> tuple[bytes, ...]:
+    """The lock schedule as the script reads it, encoded once a policy."""
     schedule = policy.lock_schedule
     values = [
-        policy.max_failures,
-        _ms(policy.window_seconds),
         _ms(policy.reset_after_seconds),
         _ms(policy.base_lock_seconds),
         repr(float(policy.backoff_multiplier)),
@@ -520,6 +519,23 @@ def _policy_args(policy: LockoutConfig) -> tuple[bytes, ...]:
         ",".join(str(_ms(s)) for s in schedule) if schedule else "",
     ]
     return tuple(str(value).encode() for value in values)
+
+
+@functools.lru_cache(maxsize=64)
+def _window_args(policy: LockoutConfig) -> tuple[bytes, ...]:
+    """A key's count and window as the script reads them."""
+    start = "last" if policy.window_from_last_failure else "first"
+    return (
+        str(policy.max_failures).encode(),
+        str(_ms(policy.window_seconds)).encode(),
+        start.encode(),
+    )
+
+
+def _key_args(item: AttemptKey | Settlement, policy: LockoutConfig) -> list[object]:
+    """One key's arguments: spelling, its count and window, receipt."""
+    receipt = item.receipt if isinstance(item, Settlement) else ""
+    return [item.spelling, *_window_args(item.policy or policy), receipt]
 
 
 class _TranslatedErrors:

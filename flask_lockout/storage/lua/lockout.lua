@@ -7,10 +7,13 @@
 -- dropped connection must not give one back twice), after "@<ms>", until
 -- when their receipts can come back (the hash lives that long), and
 -- s:<spelling> failures per typed spelling.
--- ARGV: op, max_failures, window_ms, reset_after_ms, base_ms, multiplier,
---       max_ms, schedule (comma-separated ms, or ""), token, ttl_ms,
---       max_spellings, then one spelling per key ("" for none), then for
---       release, unknown and success one receipt per key.
+-- ARGV: the nine slots named below (op, token, ttl_ms, max_spellings and
+--       the lock schedule: reset_after_ms, base_ms, multiplier, max_ms and a
+--       custom schedule as comma-separated ms, or ""), then five per key:
+--       the spelling ("" for none), max_failures, window_ms, the window's
+--       start ("first" failure, or "last": the window then ends window_ms
+--       after the latest failure) and, for release, unknown and success,
+--       the receipt ("" for none).
 -- now: the server time in ms when guard.lua calls this body, else nil.
 -- A reserved attempt counts as a failure at once; release and success give
 -- it back, so a wrong password costs one call and writes nothing else. To
@@ -34,9 +37,11 @@ if op == 'clear' then
   for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
   return ''
 end
-local max_failures = tonumber(ARGV[2])
-local window_ms = tonumber(ARGV[3])
-local token = ARGV[9]
+local token, ttl_ms, max_spellings = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local RESET_AFTER_MS, BASE_MS, MULTIPLIER, MAX_MS, SCHEDULE = 5, 6, 7, 8, 9
+local PER_KEY, FIRST_KEY_ARG = 5, 10
+-- The policy of the key being decided (keys of one call may differ).
+local max_failures, window_ms, window_from_last
 
 local APPLIED_TOKENS = 8
 
@@ -75,10 +80,13 @@ end
 
 local function state_expires()
   if n > 0 then
-    reset_after_ms = reset_after_ms or tonumber(ARGV[4])
+    reset_after_ms = reset_after_ms or tonumber(ARGV[RESET_AFTER_MS])
     return math.max(lf + reset_after_ms, lu)
   end
-  if f > 0 or total > 0 then return ws + window_ms end
+  if f > 0 or total > 0 then
+    if window_from_last then return lf + window_ms end
+    return ws + window_ms
+  end
   return 0
 end
 
@@ -94,15 +102,15 @@ local function reply()
 end
 
 local function lock_ms(number)
-  if ARGV[8] ~= '' then
+  if ARGV[SCHEDULE] ~= '' then
     local schedule = {}
-    for part in string.gmatch(ARGV[8], '[^,]+') do
+    for part in string.gmatch(ARGV[SCHEDULE], '[^,]+') do
       schedule[#schedule + 1] = tonumber(part)
     end
     return schedule[math.min(number, #schedule)]
   end
-  local base_ms, multiplier = tonumber(ARGV[5]), tonumber(ARGV[6])
-  return math.min(base_ms * multiplier ^ (number - 1), tonumber(ARGV[7]))
+  local base_ms, multiplier = tonumber(ARGV[BASE_MS]), tonumber(ARGV[MULTIPLIER])
+  return math.min(base_ms * multiplier ^ (number - 1), tonumber(ARGV[MAX_MS]))
 end
 
 -- The fields the next HSET writes, name then text.
@@ -160,7 +168,7 @@ local function add_spelling(count)
   local name = 's:' .. spelling
   local step = count > 0 and '1' or '-1'
   local value = redis.call('HINCRBY', state_key, name, step)
-  if value == count and (count < 0 or spellings_held() > tonumber(ARGV[11])) then
+  if value == count and (count < 0 or spellings_held() > max_spellings) then
     redis.call('HDEL', state_key, name)
     name = 's:~'
     value = redis.call('HINCRBY', state_key, name, step)
@@ -277,7 +285,7 @@ local function decide()
     local locked = ' 0 '
     if n > lock_before then locked = ' 1 ' end
     issued_expiry = issued_expiry
-      or string.format('%d', now + tonumber(ARGV[10]))
+      or string.format('%d', now + tonumber(ttl_ms))
     local issued = issued_expiry .. locked .. (stored or '0 0 0 0 0 0') .. ' '
       .. saved
     if lu > now then return string.format('1 1 %d', retry_after()), issued end
@@ -325,7 +333,10 @@ end
 
 local replies, receipts = {}, {}
 for i = 1, #KEYS do
-  state_key, spelling, receipt = KEYS[i], ARGV[11 + i], ARGV[11 + #KEYS + i]
+  local at = FIRST_KEY_ARG + (i - 1) * PER_KEY
+  state_key, spelling, receipt = KEYS[i], ARGV[at], ARGV[at + 4]
+  max_failures, window_ms = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  window_from_last = ARGV[at + 3] == 'last'
   local answer, issued = decide()
   if type(answer) == 'table' then return answer end  -- an error reply
   replies[i], receipts[i] = answer, issued

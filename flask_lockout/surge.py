@@ -1,0 +1,195 @@
+"""Surge defence: endpoint-wide failure counts per scope, as pure decisions.
+
+Per-key counts stop one attacker at one account. Credential stuffing and
+password spraying try each account once or twice from ever new addresses:
+no key trips, but the scope as a whole sees far more failures a minute
+than usual. One small record per scope (the same size whatever the attack)
+keeps this minute's counts and the scope's usual rates; the memory store
+decides with :class:`SurgeRecord`, and ``storage/lua/surge.lua`` mirrors it
+on Redis.
+
+- A surge starts when a minute's failures exceed both ``min_failures`` and
+  ``factor`` times the usual failures a minute (a moving average with a
+  time constant of one hour; minutes in a surge are left out, so an attack
+  never raises its own bar). It lasts until failures and refused attempts
+  together stay at or below that threshold for ``cooldown_seconds``.
+- During a surge an attempt from a device without a cookie for the account
+  (``exempt`` false) must fit a scope-wide allowance: the usual such
+  attempts a minute outside surges, at least :data:`MIN_ALLOWANCE`. (The
+  per-address and per-network surge limits are ordinary rate-limit keys.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+#: Seconds in the counting period.
+MINUTE = 60.0
+#: One finished minute's weight in the usual rates: an hour's moving average.
+USUAL_WEIGHT = 1 / 60
+#: Attempts a minute from devices without a cookie that a surge always lets
+#: through, scope-wide, however quiet the scope usually is.
+MIN_ALLOWANCE = 10
+#: Minutes after its last change that a record is kept: its usual rates have
+#: faded to nothing by then.
+KEEP_MINUTES = 360
+
+
+class SurgeRules(NamedTuple):
+    """When a surge starts and ends (``LOCKOUT_SURGE_*``)."""
+
+    min_failures: int = 60
+    factor: float = 5.0
+    cooldown_seconds: float = 600.0
+
+
+class SurgeState(NamedTuple):
+    """A scope's surge as a decision or a status read sees it.
+
+    ``event`` is ``"started"`` or ``"ended"`` for the one decision that saw
+    the surge begin or end (the signal is sent once, by its process), else
+    ``""``. ``retry_after`` is set when the allowance refused the attempt.
+    """
+
+    active: bool
+    failures: int
+    threshold: int
+    event: str = ""
+    refused: bool = False
+    retry_after: float = 0.0
+    until: float = 0.0
+
+
+@dataclass(slots=True)
+class SurgeRecord:
+    """One scope's counts; times in the store's clock (seconds)."""
+
+    #: The minute the counts below belong to (0: none yet).
+    minute: int = 0
+    failures: int = 0
+    refused: int = 0
+    new_devices: int = 0
+    usual_failures: float = 0.0
+    usual_new_devices: float = 0.0
+    #: Until when the failures seen keep the surge on.
+    hot_until: float = 0.0
+    #: Until when an operator's surge lasts.
+    manual_until: float = 0.0
+    #: Whether a surge was on at the last decision (to see it start or end).
+    on: bool = False
+
+    def roll(self, now: float) -> None:
+        """Move to the minute of ``now``, folding the finished minute into the
+        usual rates unless it was spent in a surge."""
+        minute = math.floor(now / MINUTE)
+        if minute == self.minute:
+            return
+        if self.minute:
+            if not self.on:
+                self.usual_failures += (self.failures - self.usual_failures) * (
+                    USUAL_WEIGHT
+                )
+                self.usual_new_devices += (
+                    self.new_devices - self.usual_new_devices
+                ) * USUAL_WEIGHT
+            # Minutes without a single attempt count as quiet ones.
+            quiet = min(max(minute - self.minute - 1, 0), KEEP_MINUTES)
+            fade = (1 - USUAL_WEIGHT) ** quiet
+            self.usual_failures *= fade
+            self.usual_new_devices *= fade
+        self.minute = minute
+        self.failures = self.refused = self.new_devices = 0
+
+    def threshold(self, rules: SurgeRules) -> int:
+        """Failures a minute above which the scope is under a surge."""
+        return max(rules.min_failures, math.floor(rules.factor * self.usual_failures))
+
+    def allowance(self) -> int:
+        """Attempts a minute from devices without a cookie during a surge."""
+        return max(MIN_ALLOWANCE, math.ceil(self.usual_new_devices))
+
+    def active(self, now: float) -> bool:
+        return now < self.hot_until or now < self.manual_until
+
+    def check(self, rules: SurgeRules, now: float, exempt: bool) -> SurgeState:
+        """Before a reservation: whether a surge is on, and for an attempt
+        that is not ``exempt``, whether the scope's allowance has room."""
+        self.roll(now)
+        event = self._transition(now)
+        active = self.on
+        if active and not exempt and self.new_devices >= self.allowance():
+            self.refused += 1
+            self._heat(rules, now)
+            wait = (self.minute + 1) * MINUTE - now
+            return self._state(rules, now, event, refused=True, retry_after=wait)
+        return self._state(rules, now, event)
+
+    def count(self, rules: SurgeRules, now: float, new_device: bool) -> SurgeState:
+        """After a granted reservation (a failure until it is given back)."""
+        self.roll(now)
+        self.failures += 1
+        if new_device:
+            self.new_devices += 1
+        self._heat(rules, now)
+        return self._state(rules, now, self._transition(now))
+
+    def count_refused(self, rules: SurgeRules, now: float) -> None:
+        """An attempt a surge limit refused keeps the surge on."""
+        self.roll(now)
+        self.refused += 1
+        self._heat(rules, now)
+
+    def succeeded(self, now: float) -> None:
+        """A success gives its reservation's failure back (in its minute)."""
+        self.roll(now)
+        self.failures = max(0, self.failures - 1)
+
+    def start(self, now: float, seconds: float) -> None:
+        self.roll(now)
+        self.manual_until = now + seconds
+
+    def end(self, now: float) -> None:
+        self.roll(now)
+        self.manual_until = self.hot_until = 0.0
+
+    def status(self, rules: SurgeRules, now: float) -> SurgeState:
+        self.roll(now)
+        return self._state(rules, now, "", active=self.active(now))
+
+    def expires(self, now: float) -> float:
+        """When the record may be forgotten."""
+        return max(now + KEEP_MINUTES * MINUTE, self.hot_until, self.manual_until)
+
+    def _heat(self, rules: SurgeRules, now: float) -> None:
+        if self.failures + self.refused > self.threshold(rules):
+            self.hot_until = max(self.hot_until, now + rules.cooldown_seconds)
+            if rules.cooldown_seconds <= 0:
+                self.hot_until = max(self.hot_until, (self.minute + 1) * MINUTE)
+
+    def _transition(self, now: float) -> str:
+        active = self.active(now)
+        if active == self.on:
+            return ""
+        self.on = active
+        return "started" if active else "ended"
+
+    def _state(
+        self,
+        rules: SurgeRules,
+        now: float,
+        event: str,
+        refused: bool = False,
+        retry_after: float = 0.0,
+        active: bool | None = None,
+    ) -> SurgeState:
+        return SurgeState(
+            self.on if active is None else active,
+            self.failures,
+            self.threshold(rules),
+            event,
+            refused,
+            retry_after,
+            max(self.hot_until, self.manual_until),
+        )
