@@ -22,9 +22,12 @@ from .signals import (
     failure_recorded,
     locked_out,
     lockout_reset,
+    new_device_login,
     rate_limited,
     storage_error,
     storage_recovered,
+    surge_ended,
+    surge_started,
 )
 from .static import DEFAULT_STATIC_SECURITY_HEADERS
 from .storage.base import Storage
@@ -32,6 +35,7 @@ from .storage.factory import storage_from_client, storage_from_uri
 from .storage.fallback import FallbackStorage
 from .storage.memory import MemoryStorage
 from .storage.redis import RedisStorage
+from .surge import SurgeState
 from .throttle import AttemptThrottle, ThrottleBackend, ThrottleStatus
 from .tokens import (
     consume_opaque_token,
@@ -83,6 +87,10 @@ __all__ = [
     "set_cookie",
     "storage_error",
     "storage_recovered",
+    "surge_started",
+    "surge_ended",
+    "new_device_login",
+    "SurgeState",
     "storage_from_client",
     "storage_from_uri",
     "verify_opaque_token",

@@ -24,14 +24,21 @@ from flask import request
 from werkzeug.wrappers import Response
 
 from . import signals
+from .client_ip import current_client_network
 from .device import COOKIE_NAME, device_nonce, issue_device_cookie
 from .errors import StorageError, TooManyAttempts
-from .keys import KeyValue, ParsedSpec, logical_key
+from .keys import KeyValue, ParsedSpec, client_ip_key, logical_key
 from .limits import Limit, RateLimitResult
-from .policy import DEFAULT_RESERVATION_SECONDS, Outcome, Reservation, reservation_token
+from .policy import (
+    DEFAULT_RESERVATION_SECONDS,
+    Outcome,
+    Reservation,
+    reservation_token,
+)
 from .request_state import request_state
 from .state import AppState, current_state, send
-from .storage.base import AttemptKey, Settlement
+from .storage.base import AttemptAnswer, AttemptKey, Settlement, SurgeAsk
+from .surge import SurgeState
 
 logger = logging.getLogger("flask_lockout")
 
@@ -46,21 +53,36 @@ class DeferredLimit(NamedTuple):
     scope: str
     limits: Sequence[Limit]
 
-    def keys(self, state: AppState, addresses_only: bool = False) -> list[str]:
+    def keys(
+        self,
+        state: AppState,
+        addresses_only: bool = False,
+        device: str | None = None,
+    ) -> list[str]:
         """The request's keys, addresses first: a refused address costs no
-        form parsing. Raises the 429 for a refusal this process knows."""
+        form parsing. A known device (``device``, its nonce, or a valid
+        cookie for the accounts read) has its own allowance in place of the
+        address's. Raises the 429 for a refusal this process knows."""
+        if addresses_only and _has_device_cookie(state):
+            return []  # the device may stand in for the address
+        specs = self.specs
+        if addresses_only:
+            specs = tuple(spec for spec in specs if spec.source == "ip")
+        read = [kv for spec in specs for kv in spec.read(self.scope)]
+        if device is None and not addresses_only and _has_device_cookie(state):
+            device = _device_nonce(self.scope, read)
         refusals = state.refusals
         keys = []
-        for spec in self.specs:
-            if addresses_only and spec.source != "ip":
-                break
-            for kv in spec.read(self.scope):
-                if refusals:
-                    cached = refusals.retry_after(f"rl:{kv.key}")
-                    if cached:
-                        state.decided("rate_limited")
-                        raise TooManyAttempts(cached)
-                keys.append(kv.key)
+        for kv in read:
+            key = kv.key
+            if device is not None and kv.spec.source == "ip":
+                key = logical_key(self.scope, "device", device)
+            if refusals:
+                cached = refusals.retry_after(f"rl:{key}")
+                if cached:
+                    state.decided("rate_limited")
+                    raise TooManyAttempts(cached)
+            keys.append(key)
         return keys
 
 
@@ -88,6 +110,7 @@ class Guard:
     """One request's reserved attempt: its keys, the reservation token and
     answers, and how the view said the attempt ended."""
 
+    scope: str
     keys: list[KeyValue]
     token: str
     reservations: list[Reservation]
@@ -99,39 +122,56 @@ class Guard:
     declared: Outcome | None = None
     #: True when a device cookie swapped the keys for the device's bucket.
     device: bool = False
+    #: True when the scope's surge record counted this attempt.
+    surge_counted: bool = False
 
 
 # -- before the view ----------------------------------------------------------
 
 
-def reserve(state: AppState, scope: str, specs: Sequence[ParsedSpec]) -> Guard:
+def reserve(
+    state: AppState,
+    scope: str,
+    specs: Sequence[ParsedSpec],
+    challenge: Callable[[], bool] | None = None,
+) -> Guard:
     """Reserve one attempt on every key of the request, or raise the 429.
 
     1. Refusals this process already knows are answered at once, addresses
        first, so that a refused address costs no form parsing.
     2. The request's keys are read; a valid device cookie for the account
        swaps them for the device's own buckets.
-    3. One round trip reserves an attempt on every key (with a stacked
-       ``@throttled``'s rate limit in the same call).
-    4. When any key refuses, what the others counted is given back.
+    3. During a surge this process knows of, an attempt from a device
+       without a cookie takes the app's ``challenge``.
+    4. One round trip decides it all: a stacked ``@throttled``'s rate limit,
+       the scope's surge limits and count, and an attempt reserved on every
+       key.
+    5. When any key refuses, what the others counted is given back.
     """
     pending: DeferredLimit | None = request_state().pop("pending_limit", None)
     known = bool(state.refusals)  # nothing known refused: nothing to look up
     if known:
         _refuse_known_addresses(state, scope, specs, pending)
     keys = [kv for spec in specs for kv in spec.read(scope)]
-    account, device_keys = _device_buckets(state, scope, keys)
-    if device_keys is not None:
-        keys = device_keys
+    account, nonce = _device_of(state, scope, keys)
+    if nonce is not None:
+        keys = _device_keys(scope, keys, nonce)
     if known:
         for kv in keys:
             _refuse_if_cached(state, kv.key, pending)
+    surge = _surge_ask(state, scope, nonce is not None, challenge)
     token = reservation_token()
-    answers = _reserve_in_storage(state, keys, token, pending)
-    _refuse_if_any_refused(state, keys, answers, token)
-    if device_keys is not None:
-        return Guard(keys, token, answers, device=True)
-    return Guard(keys, token, answers, account=account)
+    answer = _decide(state, keys, token, pending, surge, nonce)
+    if surge is not None and answer.surge is not None:
+        _surge_seen(state, scope, answer.surge, surge, challenge)
+    _refuse_if_any_refused(state, keys, answer.reservations, token)
+    guard = Guard(scope, keys, token, answer.reservations)
+    guard.surge_counted = answer.surge is not None
+    if nonce is not None:
+        guard.device = True
+    else:
+        guard.account = account
+    return guard
 
 
 def _refuse_known_addresses(
@@ -151,47 +191,122 @@ def _refuse_known_addresses(
             _refuse_if_cached(state, kv.key, pending)
 
 
-def _device_buckets(
-    state: AppState, scope: str, keys: list[KeyValue]
-) -> tuple[str | None, list[KeyValue] | None]:
-    """The scope and exact spellings of the request's accounts, and, for a
-    device with a valid cookie for them, the device's keys: its own bucket
-    (``ip`` included) and one all devices of the account share."""
+def _has_device_cookie(state: AppState) -> bool:
+    return state.device_cookies and COOKIE_NAME in request.cookies
+
+
+def _account_of(scope: str, keys: Sequence[KeyValue]) -> str | None:
+    """The scope and exact spellings of the request's accounts, as device
+    cookies bind them; None without an account key."""
     accounts = [kv for kv in keys if kv.spelling]
     if not accounts:
-        return None, None
-    account = "\0".join([scope, *(f"{kv.key}\0{kv.spelling}" for kv in accounts)])
-    nonce = device_nonce(account) if state.device_cookies else None
-    if nonce is None:
+        return None
+    return "\0".join([scope, *(f"{kv.key}\0{kv.spelling}" for kv in accounts)])
+
+
+def _device_nonce(scope: str, keys: Sequence[KeyValue]) -> str | None:
+    account = _account_of(scope, keys)
+    return device_nonce(account) if account is not None else None
+
+
+def _device_of(
+    state: AppState, scope: str, keys: list[KeyValue]
+) -> tuple[str | None, str | None]:
+    """The request's account, and the nonce of a valid device cookie for it."""
+    account = _account_of(scope, keys)
+    if account is None or not _has_device_cookie(state):
         return account, None
+    return account, device_nonce(account)
+
+
+def _device_keys(scope: str, keys: list[KeyValue], nonce: str) -> list[KeyValue]:
+    """A known device's keys: its own bucket (``ip`` included) and one all
+    devices of the account share."""
+    accounts = [kv for kv in keys if kv.spelling]
     values = "|".join(kv.key.split(":", 2)[2] for kv in accounts)
-    return account, [
+    return [
         KeyValue(accounts[0].spec, logical_key(scope, "device", nonce), ""),
         KeyValue(accounts[0].spec, logical_key(scope, "devices", values), ""),
     ]
 
 
-def _reserve_in_storage(
+def _surge_ask(
+    state: AppState,
+    scope: str,
+    known_device: bool,
+    challenge: Callable[[], bool] | None,
+) -> SurgeAsk | None:
+    """What this attempt asks of the scope's surge record; None with
+    ``LOCKOUT_SURGE`` off."""
+    surge = state.settings.surge
+    if not surge.enabled:
+        return None
+    passed = False
+    if challenge is not None and not known_device and state.surge_believed(scope):
+        passed = bool(challenge())
+        request_state()["challenge_passed"] = passed
+    return SurgeAsk(
+        scope,
+        state.surge_rules,
+        known_device,
+        passed,
+        logical_key(scope, "surge-ip", client_ip_key()),
+        surge.limits,
+        logical_key(scope, "surge-net", current_client_network()),
+        surge.network_limits,
+    )
+
+
+def _surge_seen(
+    state: AppState,
+    scope: str,
+    seen: SurgeState,
+    asked: SurgeAsk,
+    challenge: Callable[[], bool] | None,
+) -> None:
+    """Act on the surge the decision saw: its start or end (once, in the
+    process that saw it), what this process believes, and the 429 of a
+    refused attempt."""
+    state.surge_changed(scope, seen)
+    if seen.active and not asked.exempt and challenge is not None:
+        request_state()["challenge_required"] = True
+    if seen.refused:
+        state.decided("rate_limited")
+        send(
+            signals.rate_limited,
+            asked.address_key,
+            limit=0,
+            retry_after=seen.retry_after,
+        )
+        raise TooManyAttempts(seen.retry_after)
+
+
+def _decide(
     state: AppState,
     keys: list[KeyValue],
     token: str,
     pending: DeferredLimit | None,
-) -> list[Reservation]:
+    surge: SurgeAsk | None,
+    nonce: str | None,
+) -> AttemptAnswer:
     settings = state.settings
-    policy = settings.policy
     attempts = [
         AttemptKey(kv.key, kv.spelling, settings.policy_of(kv.key)) for kv in keys
     ]
-    if pending is None:
-        return state.storage.lockout_reserve_all(
-            attempts, policy, token, DEFAULT_RESERVATION_SECONDS
-        )
-    limit_keys = pending.keys(state)
-    result, answers = state.storage.lockout_guard(
-        limit_keys, pending.limits, attempts, policy, token, DEFAULT_RESERVATION_SECONDS
+    limit_keys = pending.keys(state, device=nonce) if pending is not None else []
+    limits = pending.limits if pending is not None else ()
+    answer = state.storage.lockout_attempt(
+        limit_keys,
+        limits,
+        attempts,
+        settings.policy,
+        token,
+        DEFAULT_RESERVATION_SECONDS,
+        surge,
     )
-    check_rate_limit(state, limit_keys, pending.limits, result)
-    return answers
+    if answer.rate_limit is not None:
+        check_rate_limit(state, limit_keys, limits, answer.rate_limit)
+    return answer
 
 
 def _refuse_if_any_refused(
@@ -352,9 +467,15 @@ def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
         )
         for kv, reservation in zip(guard.keys, guard.reservations, strict=True)
     ]
+    # A success gives its failure back to the scope's surge count too.
+    surge = (
+        (guard.scope, state.surge_rules)
+        if outcome is Outcome.SUCCESS and guard.surge_counted
+        else None
+    )
     try:
         state.storage.lockout_settle_all(
-            settlements, state.settings.policy, guard.token
+            settlements, state.settings.policy, guard.token, surge
         )
     except StorageError as exc:
         # The answer is out; the attempt stays counted, which is safe.
@@ -365,9 +486,25 @@ def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
             if settlement.outcome is not Outcome.RELEASE:
                 state.refusals.forget(settlement.key)
                 send(signals.lockout_reset, settlement.key)
+        if not guard.device:
+            _new_device_login(guard)
 
 
 _DECISIONS = {Outcome.FAILURE: "failure", Outcome.SUCCESS: "success"}
+
+#: Characters of a User-Agent handed to ``new_device_login``, at most.
+USER_AGENT_MAX = 512
+
+
+def _new_device_login(guard: Guard) -> None:
+    """A success from a device without a valid cookie for the account."""
+    if not signals.new_device_login.receivers:
+        return
+    account = next((kv.key for kv in guard.keys if kv.spelling), None)
+    if account is None:
+        return
+    agent = request.headers.get("User-Agent", "")[:USER_AGENT_MAX]
+    send(signals.new_device_login, account, user_agent=agent)
 
 
 def _per_key(outcome: Outcome, guard: Guard, key: str, spelling: str) -> Outcome:

@@ -146,6 +146,7 @@ def lockout_on_failure(
     *,
     success: ResponseTest | None = None,
     scope: str | None = None,
+    challenge: Callable[[], bool] | None = None,
 ) -> Callable[[F], F]:
     """Refuse locked keys before the view; count what really happened after.
 
@@ -170,15 +171,22 @@ def lockout_on_failure(
     :param scope: the first part of the logical keys; defaults to the
         endpoint. Give every view that checks the same secret one scope, so
         that they share one budget.
+    :param challenge: ``verify() -> bool``, a step-up check the app makes
+        (a CAPTCHA field, an e-mailed code). During a surge it runs before
+        the decision for attempts from a device without a cookie; true
+        lifts the surge limits (never the policy).
+        ``lockout.challenge_required()`` tells the form to show it.
     """
     specs = _addresses_first(parse_specs(by))
     check_scope(scope)
+    if challenge is not None and not callable(challenge):
+        raise ValueError("challenge must be a callable returning True or False.")
 
     def before() -> None:
         state = current_state()
         if not state.settings.enabled:
             return
-        guard = reserve(state, current_scope(scope), specs)
+        guard = reserve(state, current_scope(scope), specs, challenge)
         guard.success, guard.failure = success, failure
         request_state().setdefault("guards", []).append(guard)
 

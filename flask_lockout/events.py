@@ -27,7 +27,15 @@ from .storage.redis import RedisStorage
 logger = logging.getLogger("flask_lockout")
 
 #: The kinds of event recorded.
-KINDS = ("locked", "reset", "unlocked", "storage_error", "storage_recovered")
+KINDS = (
+    "locked",
+    "reset",
+    "unlocked",
+    "storage_error",
+    "storage_recovered",
+    "surge_started",
+    "surge_ended",
+)
 
 #: Identifier and kind of the Redis list: ``<prefix>:{events}:log``. Logical
 #: keys always hold two colons, so no account's keys can collide with it.

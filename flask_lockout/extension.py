@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, current_app, has_request_context, request
 from werkzeug.wrappers import Response
 
 from . import attempts, decorators, signals
@@ -19,6 +19,7 @@ from .keys import KeySpec, canonical_key
 from .limits import Limit
 from .metrics import Metrics
 from .policy import LockState, Outcome
+from .request_state import request_state
 from .responses import add_rate_limit_headers, render_refusal
 from .state import AppState, current_state, send
 from .static import stamp_under
@@ -27,6 +28,7 @@ from .storage.base import FullStorage, Storage
 from .storage.factory import storage_from_client, storage_from_uri
 from .storage.fallback import FallbackStorage
 from .storage.memory import MemoryStorage
+from .surge import SurgeState
 from .tokens import (
     consume_opaque_token,
     generate_opaque_token,
@@ -167,10 +169,13 @@ class Lockout:
         *,
         success: attempts.ResponseTest | None = None,
         scope: str | None = None,
+        challenge: Callable[[], bool] | None = None,
     ) -> Callable[[F], F]:
         """Lock keys out after failures; see
         :func:`decorators.lockout_on_failure`."""
-        return decorators.lockout_on_failure(by, failure, success=success, scope=scope)
+        return decorators.lockout_on_failure(
+            by, failure, success=success, scope=scope, challenge=challenge
+        )
 
     def exempt(self, view: F) -> F:
         """Take a view out of ``LOCKOUT_APP_LIMITS``, as Flask-Limiter's
@@ -189,6 +194,56 @@ class Lockout:
     def failed(self) -> None:
         """Inside a guarded view: this attempt failed, whatever the response."""
         attempts.declare(Outcome.FAILURE)
+
+    def challenge_required(self) -> bool:
+        """True, in a guarded view or its 429 page, when the scope is under a
+        surge and this attempt (from a device without a cookie) has not
+        passed the view's ``challenge``: show the challenge."""
+        if not has_request_context():
+            return False
+        found = request_state()
+        return bool(found.get("challenge_required")) and not found.get(
+            "challenge_passed"
+        )
+
+    # -- surges ---------------------------------------------------------------
+
+    def surge_active(self, scope: str) -> bool:
+        """Whether ``scope`` (a ``@lockout_on_failure`` scope) is under a
+        surge, detected or started by an operator."""
+        state = current_state()
+        return state.storage.surge_status(_scope(scope), state.surge_rules).active
+
+    def start_surge(self, scope: str, seconds: float = 3600) -> None:
+        """Put ``scope`` under a surge for ``seconds``, as if detected.
+
+        :raises RuntimeError: when ``LOCKOUT_SURGE`` is off.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"seconds must be a number, not {seconds!r}.")
+        if not 0 < seconds <= 86400 * 30:
+            raise ValueError(f"seconds must be from 1 to 30 days, not {seconds!r}.")
+        state = _surges_on()
+        scope = _scope(scope)
+        seen = state.storage.surge_start(scope, state.surge_rules, seconds)
+        state.surge_changed(scope, seen)
+
+    def end_surge(self, scope: str) -> None:
+        """End ``scope``'s surge now (failures that go on start it again)."""
+        state = _surges_on()
+        scope = _scope(scope)
+        seen = state.storage.surge_end(scope, state.surge_rules)
+        state.surge_changed(scope, seen)
+
+    def surges(self) -> list[tuple[str, SurgeState]]:
+        """Every scope under a surge now, with its state."""
+        state = current_state()
+        found = []
+        for scope in sorted(set(state.storage.surge_scopes())):
+            seen = state.storage.surge_status(scope, state.surge_rules)
+            if seen.active:
+                found.append((scope, seen))
+        return found
 
     def static_blueprint(
         self, name: str, static_folder: str, url_prefix: str
@@ -321,6 +376,22 @@ class Lockout:
             return None
         state.unlock(key)
         return key
+
+
+def _scope(scope: object) -> str:
+    if not isinstance(scope, str) or not scope or ":" in scope or len(scope) > 200:
+        raise ValueError(f"scope must be a scope name such as 'login', not {scope!r}.")
+    return scope
+
+
+def _surges_on() -> AppState:
+    state = current_state()
+    if not state.settings.surge.enabled:
+        raise RuntimeError(
+            "LOCKOUT_SURGE is False: this app counts no surges. Set it to True"
+            " to start or end one."
+        )
+    return state
 
 
 def _after_request(response: Response) -> Response:

@@ -26,7 +26,7 @@ NO_ENDPOINT = "none"
 # One set of collectors per registry: prometheus_client refuses a second
 # registration of a name, and several apps (or tests) in one process may
 # each turn metrics on.
-_collectors: weakref.WeakKeyDictionary[Any, tuple[Counter, Counter, Gauge]] = (
+_collectors: weakref.WeakKeyDictionary[Any, tuple[Counter, Counter, Gauge, Gauge]] = (
     weakref.WeakKeyDictionary()
 )
 _collectors_lock = threading.Lock()
@@ -88,9 +88,21 @@ class Metrics:
                         " storage (LOCKOUT_FAIL_MODE), else 0.",
                         registry=registry,
                     ),
+                    prom.Gauge(
+                        "flask_lockout_surge_active",
+                        "1 while this process knows the scope is under a surge.",
+                        ["scope"],
+                        registry=registry,
+                        multiprocess_mode="max",
+                    ),
                 )
         self.registry = registry
-        self.decisions, self.storage_errors, self.fallback_active = found
+        (
+            self.decisions,
+            self.storage_errors,
+            self.fallback_active,
+            self.surge_active,
+        ) = found
 
     def decision(self, endpoint: str | None, decision: str) -> None:
         """Count one decision on ``endpoint``.
@@ -110,3 +122,7 @@ class Metrics:
     def fallback(self, active: bool) -> None:
         """Set whether this process is on its fallback."""
         self.fallback_active.set(1 if active else 0)
+
+    def surge(self, scope: str, active: bool) -> None:
+        """Set whether ``scope`` is under a surge."""
+        self.surge_active.labels(scope).set(1 if active else 0)

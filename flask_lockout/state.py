@@ -25,6 +25,7 @@ from .policy import whole_seconds
 from .request_state import request_state
 from .storage.base import FullStorage
 from .storage.fallback import FallbackStorage
+from .surge import SurgeRules, SurgeState
 
 logger = logging.getLogger("flask_lockout")
 
@@ -111,6 +112,13 @@ class AppState:
         self.warned_undeclared: set[tuple[str, str]] = set()
         #: Status codes with no ``lockout/<code>.html`` template in the app.
         self.missing_templates: set[int] = set()
+        surge = settings.surge
+        self.surge_rules = SurgeRules(
+            surge.min_failures, surge.factor, surge.cooldown_seconds
+        )
+        #: Scopes this process last saw under a surge, and until when (its
+        #: own clock) it believes so without a new answer.
+        self._surges: dict[str, float] = {}
 
     @property
     def fallback_active(self) -> bool:
@@ -154,6 +162,43 @@ class AppState:
         self.storage.lockout_unlock(key, self.settings.policy_of(key))
         self.record("unlocked", key)
         send(signals.lockout_reset, key)
+
+    def surge_believed(self, scope: str) -> bool:
+        """True while the last decision this process made on ``scope`` saw
+        a surge (and it has not run out since)."""
+        until = self._surges.get(scope)
+        return until is not None and time.monotonic() < until
+
+    def surge_changed(self, scope: str, seen: SurgeState) -> None:
+        """Remember what a decision saw of ``scope``'s surge; its start or end
+        is signalled, logged and counted once, by the process that saw it."""
+        if seen.active:
+            self._surges[scope] = time.monotonic() + seen.seconds_left
+        else:
+            self._surges.pop(scope, None)
+        if not seen.event:
+            return
+        kind = f"surge_{seen.event}"
+        if self.metrics is not None:
+            self.metrics.surge(scope, seen.active)
+        self.record(kind, scope)
+        logger.warning(
+            "Flask-Lockout: scope %r %s a surge (%d failures this minute,"
+            " threshold %d).",
+            scope,
+            "is under" if seen.active else "is no longer under",
+            seen.failures,
+            seen.threshold,
+        )
+        signal = signals.surge_started if seen.active else signals.surge_ended
+        if signal.receivers:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            signal.send(
+                app,
+                scope=scope,
+                failures_per_minute=seen.failures,
+                threshold=seen.threshold,
+            )
 
     def decided(self, decision: str) -> None:
         """Count a decision, with ``LOCKOUT_METRICS``."""

@@ -50,7 +50,13 @@ class SurgeState(NamedTuple):
 
     ``event`` is ``"started"`` or ``"ended"`` for the one decision that saw
     the surge begin or end (the signal is sent once, by its process), else
-    ``""``. ``retry_after`` is set when the allowance refused the attempt.
+    ``""``. ``retry_after`` is set when the allowance refused the attempt;
+    ``seconds_left`` is how long the surge lasts if nothing keeps it on.
+
+    >>> from flask_lockout import SurgeState
+    >>> seen = SurgeState(active=True, failures=75, threshold=60)
+    >>> seen.active and seen.failures > seen.threshold
+    True
     """
 
     active: bool
@@ -59,7 +65,7 @@ class SurgeState(NamedTuple):
     event: str = ""
     refused: bool = False
     retry_after: float = 0.0
-    until: float = 0.0
+    seconds_left: float = 0.0
 
 
 @dataclass(slots=True)
@@ -135,24 +141,30 @@ class SurgeRecord:
         self._heat(rules, now)
         return self._state(rules, now, self._transition(now))
 
-    def count_refused(self, rules: SurgeRules, now: float) -> None:
+    def count_refused(self, rules: SurgeRules, now: float) -> SurgeState:
         """An attempt a surge limit refused keeps the surge on."""
         self.roll(now)
         self.refused += 1
         self._heat(rules, now)
+        return self._state(rules, now, "")
 
     def succeeded(self, now: float) -> None:
         """A success gives its reservation's failure back (in its minute)."""
         self.roll(now)
         self.failures = max(0, self.failures - 1)
 
-    def start(self, now: float, seconds: float) -> None:
+    def start(self, rules: SurgeRules, now: float, seconds: float) -> SurgeState:
+        """An operator's surge, for ``seconds``."""
         self.roll(now)
         self.manual_until = now + seconds
+        return self._state(rules, now, self._transition(now))
 
-    def end(self, now: float) -> None:
+    def end(self, rules: SurgeRules, now: float) -> SurgeState:
+        """End the surge now, whoever started it (a surge that goes on
+        starts again)."""
         self.roll(now)
         self.manual_until = self.hot_until = 0.0
+        return self._state(rules, now, self._transition(now))
 
     def status(self, rules: SurgeRules, now: float) -> SurgeState:
         self.roll(now)
@@ -191,5 +203,5 @@ class SurgeRecord:
             event,
             refused,
             retry_after,
-            max(self.hot_until, self.manual_until),
+            max(self.hot_until, self.manual_until, now) - now,
         )

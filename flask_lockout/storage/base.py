@@ -13,6 +13,7 @@ from typing import NamedTuple, Protocol
 
 from ..limits import Limit, RateLimitResult
 from ..policy import LockoutConfig, LockState, Outcome, Receipt, Reservation
+from ..surge import SurgeRules, SurgeState
 
 #: Identifiers longer than this many UTF-8 bytes are hashed before they become
 #: part of a storage key, so hostile input cannot grow keys without bound.
@@ -63,9 +64,15 @@ class LockoutStorage(Protocol):
         round trip; a locked key refuses (and counts nothing)."""
 
     def lockout_settle_all(
-        self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
+        self,
+        settlements: Sequence[Settlement],
+        policy: LockoutConfig,
+        token: str,
+        surge: tuple[str, SurgeRules] | None = None,
     ) -> None:
-        """End reservation ``token``; ``FAILURE`` needs no call at all."""
+        """End reservation ``token``; ``FAILURE`` needs no call at all. With
+        ``surge`` (a scope and its rules), a success's failure is given back
+        to the scope's surge count in the same round trip."""
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
         """Count a failure with no reservation (a locked key changes nothing)."""
@@ -108,6 +115,67 @@ class ThrottleStorage(Protocol):
 
     def throttle_reset(self, key: str) -> None:
         """Delete a failure counter."""
+
+
+class SurgeAsk(NamedTuple):
+    """What one attempt asks of its scope's surge record (DESIGN §3.1)."""
+
+    scope: str
+    rules: SurgeRules
+    #: A device with a valid cookie for the account: counted, never limited.
+    known_device: bool
+    #: The attempt passed the app's step-up challenge: no surge limit.
+    challenge_passed: bool
+    #: The attempt's surge windows: its address's, then its network's.
+    address_key: str
+    address_limits: Sequence[Limit]
+    network_key: str
+    network_limits: Sequence[Limit]
+
+    @property
+    def exempt(self) -> bool:
+        return self.known_device or self.challenge_passed
+
+
+class AttemptAnswer(NamedTuple):
+    """A guarded attempt's decision: the stacked rate limit's answer (None
+    without one), the reservations (empty when something refused first),
+    and the scope's surge (None without surge counting)."""
+
+    rate_limit: RateLimitResult | None
+    reservations: list[Reservation]
+    surge: SurgeState | None
+
+
+class SurgeStorage(Protocol):
+    """One surge record per scope (:mod:`flask_lockout.surge`)."""
+
+    def surge_check(self, scope: str, rules: SurgeRules, exempt: bool) -> SurgeState:
+        """Before a reservation: a surge's state, and the allowance's answer
+        for an attempt that is not ``exempt``."""
+
+    def surge_count(
+        self, scope: str, rules: SurgeRules, new_device: bool
+    ) -> SurgeState:
+        """After a granted reservation: one more failure."""
+
+    def surge_refused(self, scope: str, rules: SurgeRules) -> SurgeState:
+        """An attempt a surge window refused."""
+
+    def surge_succeeded(self, scope: str, rules: SurgeRules) -> None:
+        """A success gives its reservation's failure back."""
+
+    def surge_status(self, scope: str, rules: SurgeRules) -> SurgeState:
+        """Peek at the scope's surge."""
+
+    def surge_start(self, scope: str, rules: SurgeRules, seconds: float) -> SurgeState:
+        """An operator's surge for ``seconds``."""
+
+    def surge_end(self, scope: str, rules: SurgeRules) -> SurgeState:
+        """End the scope's surge now."""
+
+    def surge_scopes(self) -> Iterator[str]:
+        """Every scope with a surge record."""
 
 
 class TokenStorage(Protocol):
@@ -187,7 +255,12 @@ class Storage:
 
 
 class FullStorage(
-    LockoutStorage, RateLimitStorage, ThrottleStorage, TokenStorage, Protocol
+    LockoutStorage,
+    RateLimitStorage,
+    ThrottleStorage,
+    TokenStorage,
+    SurgeStorage,
+    Protocol,
 ):
     """Everything the Flask extension asks of its store."""
 
@@ -205,6 +278,21 @@ class FullStorage(
         """``@throttled`` stacked on ``@lockout_on_failure``: the rate limit
         and the reservations in one round trip. When the rate limit refuses,
         no reservation stays counted (the list is empty)."""
+
+    def lockout_attempt(
+        self,
+        limit_keys: Sequence[str],
+        limits: Sequence[Limit],
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+        surge: SurgeAsk | None,
+    ) -> AttemptAnswer:
+        """A guarded attempt in one round trip: the stacked rate limit (none
+        when ``limit_keys`` is empty), the surge's limits, the reservations,
+        and the surge's count. What refuses first ends it: nothing after it
+        is counted."""
 
     def storage_key(self, identifier: str, kind: str) -> str: ...
 
@@ -232,3 +320,48 @@ def guard_in_two_calls(
     if not result.allowed:
         return result, []
     return result, store.lockout_reserve_all(attempts, policy, token, ttl)
+
+
+def attempt_in_steps(
+    store: FullStorage,
+    limit_keys: Sequence[str],
+    limits: Sequence[Limit],
+    attempts: Sequence[AttemptKey],
+    policy: LockoutConfig,
+    token: str,
+    ttl: float,
+    surge: SurgeAsk | None,
+) -> AttemptAnswer:
+    """``lockout_attempt`` for a store that decides each part on its own
+    (memory, Redis Cluster): the same steps, in the same order."""
+    result = None
+    if limit_keys:
+        result = store.rate_limit_hit_many(limit_keys, limits)
+        if not result.allowed:
+            return AttemptAnswer(result, [], None)
+    state = None
+    if surge is not None:
+        state = store.surge_check(surge.scope, surge.rules, surge.exempt)
+        if state.refused:
+            return AttemptAnswer(result, [], state)
+        if state.active and not surge.exempt:
+            for key, key_limits in (
+                (surge.address_key, surge.address_limits),
+                (surge.network_key, surge.network_limits),
+            ):
+                window = store.rate_limit_hit_many([key], key_limits)
+                if not window.allowed:
+                    after = store.surge_refused(surge.scope, surge.rules)
+                    refused = after._replace(
+                        event=state.event or after.event,
+                        refused=True,
+                        retry_after=window.retry_after,
+                    )
+                    return AttemptAnswer(result, [], refused)
+    reservations = store.lockout_reserve_all(attempts, policy, token, ttl)
+    if surge is not None and all(r.granted for r in reservations):
+        counted = store.surge_count(surge.scope, surge.rules, not surge.known_device)
+        if state is not None and not counted.event:
+            counted = counted._replace(event=state.event)
+        state = counted
+    return AttemptAnswer(result, reservations, state)

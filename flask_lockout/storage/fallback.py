@@ -27,7 +27,16 @@ from typing import Any
 from ..errors import StorageError, StorageOutage
 from ..limits import Limit, RateLimitResult
 from ..policy import LockoutConfig, LockState, Reservation, whole_seconds
-from .base import AttemptKey, FullStorage, Settlement, Storage, ThrottleCount
+from ..surge import SurgeRules, SurgeState
+from .base import (
+    AttemptAnswer,
+    AttemptKey,
+    FullStorage,
+    Settlement,
+    Storage,
+    SurgeAsk,
+    ThrottleCount,
+)
 from .memory import MemoryStorage
 
 #: Called with the error when the primary is lost, with None when it is back.
@@ -189,6 +198,29 @@ class FallbackStorage(Storage):
             lambda: (_unlimited(limits), [Reservation(True, False, 0)] * len(attempts)),
         )
 
+    def lockout_attempt(
+        self,
+        limit_keys: Sequence[str],
+        limits: Sequence[Limit],
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+        surge: SurgeAsk | None,
+    ) -> AttemptAnswer:
+        refused = self._outage_locks(attempts, policy)
+        if refused is not None:
+            return AttemptAnswer(None, refused, None)
+        return self._decide(  # type: ignore[no-any-return]
+            "lockout_attempt",
+            (limit_keys, limits, attempts, policy, token, ttl, surge),
+            lambda: AttemptAnswer(
+                _unlimited(limits) if limit_keys else None,
+                [Reservation(True, False, 0)] * len(attempts),
+                None,
+            ),
+        )
+
     def lockout_reserve_all(
         self,
         attempts: Sequence[AttemptKey],
@@ -206,11 +238,15 @@ class FallbackStorage(Storage):
         )
 
     def lockout_settle_all(
-        self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
+        self,
+        settlements: Sequence[Settlement],
+        policy: LockoutConfig,
+        token: str,
+        surge: tuple[str, SurgeRules] | None = None,
     ) -> None:
         if self.mode == "memory" and len(self.memory):
-            self.memory.lockout_settle_all(settlements, policy, token)
-        self._call("lockout_settle_all", settlements, policy, token)
+            self.memory.lockout_settle_all(settlements, policy, token, surge)
+        self._call("lockout_settle_all", settlements, policy, token, surge)
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
         return self._decide(  # type: ignore[no-any-return]
@@ -264,6 +300,42 @@ class FallbackStorage(Storage):
     def throttle_reset(self, key: str) -> None:
         self.memory.throttle_reset(key)
         self.primary.throttle_reset(key)
+
+    # -- surge defence: each process counts on its own during an outage -------
+
+    def surge_check(self, scope: str, rules: SurgeRules, exempt: bool) -> SurgeState:
+        return self._read("surge_check", scope, rules, exempt)  # type: ignore[no-any-return]
+
+    def surge_count(
+        self, scope: str, rules: SurgeRules, new_device: bool
+    ) -> SurgeState:
+        return self._read("surge_count", scope, rules, new_device)  # type: ignore[no-any-return]
+
+    def surge_refused(self, scope: str, rules: SurgeRules) -> SurgeState:
+        return self._read("surge_refused", scope, rules)  # type: ignore[no-any-return]
+
+    def surge_succeeded(self, scope: str, rules: SurgeRules) -> None:
+        self._read("surge_succeeded", scope, rules)
+
+    def surge_status(self, scope: str, rules: SurgeRules) -> SurgeState:
+        return self._read("surge_status", scope, rules)  # type: ignore[no-any-return]
+
+    def surge_start(self, scope: str, rules: SurgeRules, seconds: float) -> SurgeState:
+        self.memory.surge_start(scope, rules, seconds)
+        return self.primary.surge_start(scope, rules, seconds)
+
+    def surge_end(self, scope: str, rules: SurgeRules) -> SurgeState:
+        self.memory.surge_end(scope, rules)
+        return self.primary.surge_end(scope, rules)
+
+    def surge_scopes(self) -> Iterator[str]:
+        seen = set()
+        for scope in self.primary.surge_scopes():
+            seen.add(scope)
+            yield scope
+        for scope in self.memory.surge_scopes():
+            if scope not in seen:
+                yield scope
 
     # -- tokens fail closed; administration goes to the primary ------------
 

@@ -19,11 +19,15 @@ from ..policy import (
     Pending,
     Reservation,
 )
+from ..surge import SurgeRecord, SurgeRules, SurgeState
 from .base import (
+    AttemptAnswer,
     AttemptKey,
     Settlement,
     Storage,
+    SurgeAsk,
     ThrottleCount,
+    attempt_in_steps,
     guard_in_two_calls,
     key_part,
 )
@@ -32,6 +36,9 @@ logger = logging.getLogger("flask_lockout")
 
 #: Default bound on the number of keys the memory store holds.
 DEFAULT_MAX_KEYS = 100_000
+
+#: Scopes with a surge record, at most: scopes are the app's own names.
+MAX_SURGE_SCOPES = 10_000
 
 #: The identifier of the shared bucket that new keys use once protected
 #: state fills the store (followed by ``:<slot>`` for a client's network).
@@ -171,6 +178,9 @@ class MemoryStorage(Storage):
         )
         #: True once new keys had to share the overflow bucket.
         self.overflowed = False
+        #: One record per scope: scopes are the app's own names, and a
+        #: flood of fresh addresses cannot add one.
+        self._surges: dict[str, tuple[float, SurgeRecord]] = {}
 
     def __len__(self) -> int:
         return len(self._held) + len(self._plain)
@@ -301,7 +311,11 @@ class MemoryStorage(Storage):
         )
 
     def lockout_settle_all(
-        self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
+        self,
+        settlements: Sequence[Settlement],
+        policy: LockoutConfig,
+        token: str,
+        surge: tuple[str, SurgeRules] | None = None,
     ) -> None:
         with self._lock:
             now = self.clock()
@@ -322,6 +336,8 @@ class MemoryStorage(Storage):
                 else:
                     record.release(pending, now)
                 self._save(skey, record, rules, now)
+        if surge is not None:
+            self.surge_succeeded(*surge)
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
         with self._lock:
@@ -462,7 +478,83 @@ class MemoryStorage(Storage):
             self._held.clear()
             self._plain.clear()
             self._pending.clear()
+            self._surges.clear()
             self.overflowed = False
+
+    # -- surge defence --------------------------------------------------------
+
+    def lockout_attempt(
+        self,
+        limit_keys: Sequence[str],
+        limits: Sequence[Limit],
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+        surge: SurgeAsk | None,
+    ) -> AttemptAnswer:
+        return attempt_in_steps(
+            self, limit_keys, limits, attempts, policy, token, ttl, surge
+        )
+
+    def _surge(self, scope: str, now: float) -> SurgeRecord:
+        found = self._surges.get(scope)
+        if found is None or found[0] <= now:
+            if len(self._surges) >= MAX_SURGE_SCOPES:
+                self._surges = {k: v for k, v in self._surges.items() if v[0] > now}
+            if len(self._surges) >= MAX_SURGE_SCOPES:
+                raise StorageError("too many surge scopes in one memory store")
+            record = SurgeRecord()
+        else:
+            record = found[1]
+        self._surges[scope] = (record.expires(now), record)
+        return record
+
+    def surge_check(self, scope: str, rules: SurgeRules, exempt: bool) -> SurgeState:
+        with self._lock:
+            now = self.clock()
+            return self._surge(scope, now).check(rules, now, exempt)
+
+    def surge_count(
+        self, scope: str, rules: SurgeRules, new_device: bool
+    ) -> SurgeState:
+        with self._lock:
+            now = self.clock()
+            return self._surge(scope, now).count(rules, now, new_device)
+
+    def surge_refused(self, scope: str, rules: SurgeRules) -> SurgeState:
+        with self._lock:
+            now = self.clock()
+            return self._surge(scope, now).count_refused(rules, now)
+
+    def surge_succeeded(self, scope: str, rules: SurgeRules) -> None:
+        with self._lock:
+            now = self.clock()
+            self._surge(scope, now).succeeded(now)
+
+    def surge_status(self, scope: str, rules: SurgeRules) -> SurgeState:
+        with self._lock:
+            now = self.clock()
+            found = self._surges.get(scope)
+            if found is None or found[0] <= now:
+                return SurgeRecord().status(rules, now)
+            return found[1].status(rules, now)
+
+    def surge_start(self, scope: str, rules: SurgeRules, seconds: float) -> SurgeState:
+        with self._lock:
+            now = self.clock()
+            return self._surge(scope, now).start(rules, now, seconds)
+
+    def surge_end(self, scope: str, rules: SurgeRules) -> SurgeState:
+        with self._lock:
+            now = self.clock()
+            return self._surge(scope, now).end(rules, now)
+
+    def surge_scopes(self) -> Iterator[str]:
+        with self._lock:
+            now = self.clock()
+            found = [scope for scope, (ends, _) in self._surges.items() if ends > now]
+        yield from found
 
     def ping(self) -> None:
         return None

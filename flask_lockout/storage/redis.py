@@ -26,12 +26,15 @@ from ..policy import (
     Receipt,
     Reservation,
 )
+from ..surge import SurgeRules, SurgeState
 from .base import (
+    AttemptAnswer,
     AttemptKey,
     Settlement,
     Storage,
+    SurgeAsk,
     ThrottleCount,
-    guard_in_two_calls,
+    attempt_in_steps,
 )
 from .clients import (
     can_keep_connections,
@@ -47,20 +50,21 @@ from .clients import (
 from .kept import KeptConnections
 
 #: The Lua scripts shipped in ``storage/lua``.
-SCRIPTS = ("lockout", "ratelimit", "guard", "throttle", "token")
+SCRIPTS = ("lockout", "ratelimit", "surge", "guard", "throttle", "token")
 
 
 def _load_script(name: str) -> str:
     if name == "guard":
-        # One script can't call another: the two bodies become functions.
+        # One script can't call another: the three bodies become functions.
         return "\n".join(
             [
                 _as_function("rate_limit", _read_script("ratelimit")),
+                _as_function("surge", _read_script("surge")),
                 _as_function("lockout", _read_script("lockout")),
                 _read_script("guard"),
             ]
         )
-    if name in ("lockout", "ratelimit"):
+    if name in ("lockout", "ratelimit", "surge"):
         # Alone, they read the server time themselves.
         return "local now = nil\n" + _read_script(name)
     return _read_script(name)
@@ -300,7 +304,11 @@ class RedisStorage(Storage):
         return _answering(attempts, reservations)
 
     def lockout_settle_all(
-        self, settlements: Sequence[Settlement], policy: LockoutConfig, token: str
+        self,
+        settlements: Sequence[Settlement],
+        policy: LockoutConfig,
+        token: str,
+        surge: tuple[str, SurgeRules] | None = None,
     ) -> None:
         by_op: dict[str, list[Settlement]] = {}
         for settlement in settlements:
@@ -311,6 +319,10 @@ class RedisStorage(Storage):
             for op, items in by_op.items()
             for call in self._lockout_calls(op, items, policy, token)
         ]
+        if surge is not None:
+            scope, rules = surge
+            record = self.storage_key(scope, "surge")
+            calls.append(("surge", [record], ["success", *_rules_args(rules), ""]))
         if calls:
             # A give-back sent twice would give back twice: never replayed
             # here (the script also ignores a token it has applied).
@@ -408,11 +420,32 @@ class RedisStorage(Storage):
     ) -> tuple[RateLimitResult, list[Reservation]]:
         """A rate limit and a lockout reservation in one round trip; when the
         rate limit refuses, no attempt stays counted."""
-        if self._on_cluster(self.client):  # other slots: two calls
-            return guard_in_two_calls(
-                self, limit_keys, limits, attempts, policy, token, ttl
+        answer = self.lockout_attempt(
+            limit_keys, limits, attempts, policy, token, ttl, None
+        )
+        if answer.rate_limit is None:
+            raise ValueError("lockout_guard needs the rate limit's keys")
+        return answer.rate_limit, answer.reservations
+
+    def lockout_attempt(
+        self,
+        limit_keys: Sequence[str],
+        limits: Sequence[Limit],
+        attempts: Sequence[AttemptKey],
+        policy: LockoutConfig,
+        token: str,
+        ttl: float,
+        surge: SurgeAsk | None,
+    ) -> AttemptAnswer:
+        if self._on_cluster(self.client):  # other slots: a call per part
+            return attempt_in_steps(
+                self, limit_keys, limits, attempts, policy, token, ttl, surge
             )
-        _, rate_keys, rate_args = self._rate_limit_call(limit_keys, limits)
+        rate_keys: list[str] = []
+        rate_args: list[object] = []
+        if limit_keys:
+            _, rate_keys, rate_args = self._rate_limit_call(limit_keys, limits)
+        surge_keys, surge_args = self._surge_part(surge)
         [(_, lockout_keys, lockout_args)] = self._lockout_calls(
             "reserve", attempts, policy, token, max(1, _ms(ttl))
         )
@@ -420,17 +453,88 @@ class RedisStorage(Storage):
             [
                 (
                     "guard",
-                    [*rate_keys, *lockout_keys],
-                    [len(rate_keys), len(rate_args), *rate_args, *lockout_args],
+                    [*rate_keys, *surge_keys, *lockout_keys],
+                    [
+                        len(rate_keys),
+                        len(rate_args),
+                        len(surge_keys),
+                        len(surge_args),
+                        *rate_args,
+                        *surge_args,
+                        *lockout_args,
+                    ],
                 )
             ]
         )
         with _READING_REPLY:
-            numbers, receipts = _receipted(reply)
-            result = _rate_limit_result(numbers[:6])
-            if not result.allowed:  # nothing was reserved
-                return result, []
-            return result, _answering(attempts, _reservations(numbers[6:], receipts))
+            text = reply.decode("ascii") if isinstance(reply, bytes) else reply
+            rate_part, surge_part, lockout_part = text.split("|")
+            result = _rate_limit_result(_integers(rate_part)) if rate_part else None
+            state = _surge_state(surge_part) if surge_part else None
+            if not lockout_part:  # refused before the reservation
+                return AttemptAnswer(result, [], state)
+            numbers, receipts = _receipted(lockout_part)
+            reservations = _answering(attempts, _reservations(numbers, receipts))
+            return AttemptAnswer(result, reservations, state)
+
+    def _surge_part(self, surge: SurgeAsk | None) -> tuple[list[str], list[object]]:
+        """The guard's surge keys and args (see guard.lua)."""
+        if surge is None:
+            return [], []
+        keys = [self.storage_key(surge.scope, "surge")]
+        args: list[object] = [*_rules_args(surge.rules)]
+        args += ["1" if surge.known_device else "0"]
+        args += ["1" if surge.challenge_passed else "0"]
+        for key, key_limits in (
+            (surge.address_key, surge.address_limits),
+            (surge.network_key, surge.network_limits),
+        ):
+            _, names, window_args = self._rate_limit_call([key], key_limits)
+            keys += names
+            args += [len(names), *window_args]
+        return keys, args
+
+    # -- surge defence ----------------------------------------------------------
+
+    def _surge(
+        self, op: str, scope: str, rules: SurgeRules, argument: object = ""
+    ) -> SurgeState:
+        record = self.storage_key(scope, "surge")
+        reply = self._run("surge", [record], [op, *_rules_args(rules), argument])
+        with _READING_REPLY:
+            text = reply.decode("ascii") if isinstance(reply, bytes) else reply
+            return _surge_state(text)
+
+    def surge_check(self, scope: str, rules: SurgeRules, exempt: bool) -> SurgeState:
+        return self._surge("check", scope, rules, "1" if exempt else "0")
+
+    def surge_count(
+        self, scope: str, rules: SurgeRules, new_device: bool
+    ) -> SurgeState:
+        return self._surge("count", scope, rules, "1" if new_device else "0")
+
+    def surge_refused(self, scope: str, rules: SurgeRules) -> SurgeState:
+        return self._surge("refused", scope, rules)
+
+    def surge_succeeded(self, scope: str, rules: SurgeRules) -> None:
+        self._surge("success", scope, rules)
+
+    def surge_status(self, scope: str, rules: SurgeRules) -> SurgeState:
+        return self._surge("status", scope, rules)
+
+    def surge_start(self, scope: str, rules: SurgeRules, seconds: float) -> SurgeState:
+        return self._surge("start", scope, rules, max(1, _ms(seconds)))
+
+    def surge_end(self, scope: str, rules: SurgeRules) -> SurgeState:
+        return self._surge("end", scope, rules)
+
+    def surge_scopes(self) -> Iterator[str]:
+        client = self.client
+        pattern = f"{_glob_escape(self.prefix)}:{{*}}:surge"
+        with self._translate_errors():
+            for found in client.scan_iter(match=pattern, count=500):
+                text = found.decode() if isinstance(found, bytes) else str(found)
+                yield self.identifier_of(text)
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         if key is None:
@@ -619,6 +723,30 @@ def _answering(
             f" for {len(attempts)} keys"
         )
     return reservations
+
+
+@functools.lru_cache(maxsize=16)
+def _rules_args(rules: SurgeRules) -> tuple[str, ...]:
+    return (
+        str(rules.min_failures),
+        repr(float(rules.factor)),
+        str(_ms(rules.cooldown_seconds)),
+    )
+
+
+def _surge_state(text: str) -> SurgeState:
+    """surge.lua's reply: "active failures threshold event refused retry_ms
+    left_ms"."""
+    active, failures, threshold, event, refused, retry_ms, left_ms = _integers(text)
+    return SurgeState(
+        bool(active),
+        failures,
+        threshold,
+        ("", "started", "ended")[event],
+        bool(refused),
+        retry_ms / 1000,
+        left_ms / 1000,
+    )
 
 
 def _rate_limit_result(numbers: Sequence[int]) -> RateLimitResult:

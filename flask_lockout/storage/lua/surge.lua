@@ -1,0 +1,162 @@
+-- One scope's surge record on Redis server time; mirrors
+-- flask_lockout.surge.SurgeRecord (which explains the rules), in ms.
+-- KEYS[1]: the record hash: m the minute its counts belong to, f failures,
+-- r refused attempts and n attempts from devices without a cookie in that
+-- minute, uf and un the usual failures and such attempts a minute (moving
+-- averages, as %.17g text), h until when the failures seen keep a surge on,
+-- mu until when an operator's surge lasts, on 1 while a surge was on at the
+-- last decision.
+-- ARGV: op, min_failures, factor, cooldown_ms, then the op's own argument:
+--   check: 1 when the attempt is exempt from the allowance (a known device
+--          or a passed challenge);
+--   count: 1 for an attempt from a device without a cookie;
+--   start: the operator's surge length in ms;
+--   refused, success, status, end: none.
+-- now: the server time in ms when guard.lua calls this body, else nil.
+-- Returns "active failures threshold event refused retry_ms left_ms" (left:
+-- how long the surge lasts if nothing keeps it on), with
+-- event 1 when this call saw the surge start, 2 when it saw it end, else 0.
+if redis.replicate_commands then redis.replicate_commands() end
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local MINUTE_MS = 60000
+local USUAL_WEIGHT = 1 / 60
+local MIN_ALLOWANCE = 10
+local KEEP_MINUTES = 360
+
+local op = ARGV[1]
+local min_failures, factor = tonumber(ARGV[2]), tonumber(ARGV[3])
+local cooldown_ms, op_arg = tonumber(ARGV[4]), ARGV[5]
+local record = KEYS[1]
+
+local h = redis.call('HMGET', record, 'm', 'f', 'r', 'n', 'uf', 'un', 'h', 'mu',
+  'on')
+local minute = tonumber(h[1]) or 0
+local failures, refused = tonumber(h[2]) or 0, tonumber(h[3]) or 0
+local new_devices = tonumber(h[4]) or 0
+local usual_failures, usual_new = tonumber(h[5]) or 0, tonumber(h[6]) or 0
+local hot_until, manual_until = tonumber(h[7]) or 0, tonumber(h[8]) or 0
+local on = h[9] == '1'
+
+-- Move to this minute, folding the finished one into the usual rates
+-- unless it was spent in a surge; minutes without an attempt are quiet.
+local function roll()
+  local this_minute = math.floor(now / MINUTE_MS)
+  if this_minute == minute then return end
+  if minute ~= 0 then
+    if not on then
+      usual_failures = usual_failures + (failures - usual_failures) * USUAL_WEIGHT
+      usual_new = usual_new + (new_devices - usual_new) * USUAL_WEIGHT
+    end
+    local quiet = math.min(math.max(this_minute - minute - 1, 0), KEEP_MINUTES)
+    local fade = (1 - USUAL_WEIGHT) ^ quiet
+    usual_failures, usual_new = usual_failures * fade, usual_new * fade
+  end
+  minute = this_minute
+  failures, refused, new_devices = 0, 0, 0
+end
+
+local function threshold()
+  return math.max(min_failures, math.floor(factor * usual_failures))
+end
+
+local function active()
+  return now < hot_until or now < manual_until
+end
+
+-- Failures and refused attempts above the threshold keep the surge on.
+local function heat()
+  if failures + refused > threshold() then
+    hot_until = math.max(hot_until, now + cooldown_ms)
+    if cooldown_ms <= 0 then
+      hot_until = math.max(hot_until, (minute + 1) * MINUTE_MS)
+    end
+  end
+end
+
+-- 1 when the surge starts now, 2 when it ends, else 0.
+local function transition()
+  local is_active = active()
+  if is_active == on then return 0 end
+  on = is_active
+  if is_active then return 1 end
+  return 2
+end
+
+local function save()
+  local on_text = '0'
+  if on then on_text = '1' end
+  redis.call('HSET', record, 'm', string.format('%d', minute),
+    'f', string.format('%d', failures), 'r', string.format('%d', refused),
+    'n', string.format('%d', new_devices),
+    'uf', string.format('%.17g', usual_failures),
+    'un', string.format('%.17g', usual_new),
+    'h', string.format('%d', hot_until), 'mu', string.format('%d', manual_until),
+    'on', on_text)
+  local keep = math.max(now + KEEP_MINUTES * MINUTE_MS, hot_until, manual_until)
+  redis.call('PEXPIREAT', record, string.format('%d', keep))
+end
+
+local function reply(event, is_refused, retry_ms, is_active)
+  local active_flag = 0
+  if is_active then active_flag = 1 end
+  return string.format('%d %d %d %d %d %d %d', active_flag, failures, threshold(),
+    event, is_refused, retry_ms, math.max(hot_until, manual_until, now) - now)
+end
+
+roll()
+
+if op == 'check' then
+  local event = transition()
+  local allowance = math.max(MIN_ALLOWANCE, math.ceil(usual_new))
+  if on and op_arg ~= '1' and new_devices >= allowance then
+    refused = refused + 1
+    heat()
+    save()
+    return reply(event, 1, (minute + 1) * MINUTE_MS - now, on)
+  end
+  if event ~= 0 then save() end
+  return reply(event, 0, 0, on)
+end
+
+if op == 'count' then
+  failures = failures + 1
+  if op_arg == '1' then new_devices = new_devices + 1 end
+  heat()
+  local event = transition()
+  save()
+  return reply(event, 0, 0, on)
+end
+
+if op == 'refused' then
+  refused = refused + 1
+  heat()
+  save()
+  return reply(0, 0, 0, on)
+end
+
+if op == 'success' then
+  failures = math.max(0, failures - 1)
+  save()
+  return reply(0, 0, 0, on)
+end
+
+if op == 'start' or op == 'end' then
+  if op == 'start' then
+    manual_until = now + tonumber(op_arg)
+  else
+    manual_until, hot_until = 0, 0
+  end
+  local event = transition()
+  save()
+  return reply(event, 0, 0, on)
+end
+
+if op == 'status' then
+  return reply(0, 0, 0, active())
+end
+
+return redis.error_reply('unknown surge operation ' .. tostring(op))
