@@ -14,7 +14,7 @@ from .events import event_line
 from .keys import canonical_key
 from .limits import Limit
 from .lockout import LoginLockout
-from .policy import BACKOFF_SCHEDULE_LENGTH, LockoutConfig, LockState
+from .policy import BACKOFF_SCHEDULE_LENGTH, LockoutConfig, LockState, whole_seconds
 from .state import AppState, current_state
 from .storage.memory import MemoryStorage
 
@@ -225,10 +225,12 @@ def policy() -> None:
     _say_if_disabled(state)
     settings = state.settings
     config = settings.policy
+    account, address = settings.account_policy, settings.ip_policy
     click.echo(
-        f"Lock after {config.max_failures} failures within"
-        f" {config.window_seconds:g} s; clean after"
-        f" {config.reset_after_seconds:g} s without a failure."
+        f"Account keys lock after {account.max_failures} failures, each within"
+        f" {account.window_seconds:g} s of the one before; ip keys after"
+        f" {address.max_failures} failures within {address.window_seconds:g} s."
+        f" Clean after {config.reset_after_seconds:g} s without a failure."
     )
     click.echo("Lock schedule (each further failure on probation locks again):")
     for number in range(1, BACKOFF_SCHEDULE_LENGTH + 1):
@@ -239,17 +241,29 @@ def policy() -> None:
             break
         click.echo(f"  lock {number}: {seconds:g} s")
     click.echo("Most guesses per key (each account and each IP, counted apart):")
-    for label, patient in (
-        ("guessing again as each lock ends", False),
-        (
-            f"staying under the limit ({config.max_failures - 1} per"
-            f" {config.window_seconds:g} s)",
-            True,
-        ),
-    ):
-        hour = simulate_attacker(config, 3600, patient=patient)
-        day = simulate_attacker(config, 86400, patient=patient)
-        click.echo(f"  {label}: {hour} per hour, {day} per day")
+    for name, keys in (("each account", account), ("each ip", address)):
+        for label, patient in (
+            ("guessing again as each lock ends", False),
+            (
+                f"staying under the limit ({keys.max_failures - 1} per"
+                f" {keys.window_seconds:g} s)",
+                True,
+            ),
+        ):
+            hour = simulate_attacker(keys, 3600, patient=patient)
+            day = simulate_attacker(keys, 86400, patient=patient)
+            click.echo(f"  {name}, {label}: {hour} per hour, {day} per day")
+    surge = settings.surge
+    if surge.enabled:
+        click.echo(
+            f"Surges: more than {surge.min_failures} failures a minute, and"
+            f" {surge.factor:g} x the scope's usual rate; then devices without"
+            f" a cookie get {';'.join(map(str, surge.limits))} per address,"
+            f" {';'.join(map(str, surge.network_limits))} per network and the"
+            " scope's usual new-device rate (at least 10 a minute)."
+        )
+    else:
+        click.echo("Surges: off (LOCKOUT_SURGE = False).")
     limits = settings.default_limits
     click.echo(
         f"LOCKOUT_DEFAULT_LIMITS {';'.join(str(lim) for lim in limits)} on"
@@ -277,6 +291,22 @@ def check() -> None:
     click.echo(f"  fail mode: {state.settings.fail_mode}")
     for warning in warnings if isinstance(warnings, list) else []:
         click.echo(f"WARNING: {warning}", err=True)
+    if not state.settings.surge.enabled:
+        click.echo("surges: off (LOCKOUT_SURGE = False)")
+        return
+    try:
+        active = state.extension.surges()
+    except StorageError as exc:
+        click.echo(f"FAILED to read surges: {exc}", err=True)
+        sys.exit(1)
+    if not active:
+        click.echo("surges: none active")
+    for scope, seen in active:
+        click.echo(
+            f"SURGE: scope {scope!r}, {seen.failures} failures this minute"
+            f" (threshold {seen.threshold}), at least"
+            f" {whole_seconds(seen.seconds_left)} s more"
+        )
 
 
 @cli.command("events")
@@ -310,3 +340,54 @@ def events(limit: int) -> None:
     now = time.time()
     for event in found:
         click.echo(event_line(event, now))
+
+
+@cli.group("surge")
+def surge() -> None:
+    """Start or end a scope's surge by hand (see the credential-stuffing docs)."""
+
+
+def _surge_scope(text: str) -> str:
+    if not text or ":" in text or len(text) > 200:
+        raise click.UsageError(
+            f"{text!r} is not a scope: give the name of a @lockout_on_failure"
+            " scope, such as login."
+        )
+    return text
+
+
+@surge.command("start")
+@click.argument("scope")
+@click.option(
+    "--seconds",
+    type=click.IntRange(min=1, max=30 * 86400),
+    default=3600,
+    show_default=True,
+    help="How long the surge lasts if nothing keeps it on.",
+)
+def surge_start(scope: str, seconds: int) -> None:
+    """Put SCOPE under a surge: devices without a cookie get the surge limits."""
+    scope = _surge_scope(scope)
+    state = _shared_state()
+    try:
+        state.extension.start_surge(scope, seconds)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except StorageError as exc:
+        raise _storage_failed(exc) from exc
+    click.echo(f"Surge started on {scope!r} for {seconds} s.")
+
+
+@surge.command("end")
+@click.argument("scope")
+def surge_end(scope: str) -> None:
+    """End SCOPE's surge now (failures that go on start it again)."""
+    scope = _surge_scope(scope)
+    state = _shared_state()
+    try:
+        state.extension.end_surge(scope)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except StorageError as exc:
+        raise _storage_failed(exc) from exc
+    click.echo(f"Surge ended on {scope!r}.")

@@ -19,7 +19,7 @@ from .keys import KeySpec, canonical_key
 from .limits import Limit
 from .metrics import Metrics
 from .policy import LockState, Outcome
-from .request_state import request_state
+from .request_state import challenge_required
 from .responses import add_rate_limit_headers, render_refusal
 from .state import AppState, current_state, send
 from .static import stamp_under
@@ -199,12 +199,7 @@ class Lockout:
         """True, in a guarded view or its 429 page, when the scope is under a
         surge and this attempt (from a device without a cookie) has not
         passed the view's ``challenge``: show the challenge."""
-        if not has_request_context():
-            return False
-        found = request_state()
-        return bool(found.get("challenge_required")) and not found.get(
-            "challenge_passed"
-        )
+        return has_request_context() and challenge_required()
 
     # -- surges ---------------------------------------------------------------
 

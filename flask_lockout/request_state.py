@@ -23,3 +23,10 @@ def request_state() -> dict[str, Any]:
     if state is None:
         state = environ[ENVIRON_KEY] = {}
     return state
+
+
+def challenge_required() -> bool:
+    """The scope is under a surge and this attempt, from a device without a
+    cookie, has not passed the view's challenge."""
+    found = request_state()
+    return bool(found.get("challenge_required")) and not found.get("challenge_passed")

@@ -3,8 +3,10 @@ the ``RateLimit-*`` headers.
 
 An app shows its own page by adding a template ``lockout/429.html`` (or
 ``lockout/503.html``, ``lockout/400.html``); it gets ``error``,
-``retry_after`` (seconds), ``wait`` (in words) and ``back_url`` (the page
-to try again from, or None when the route answers no GET). An app's own
+``retry_after`` (seconds), ``wait`` (in words), ``back_url`` (the page
+to try again from, or None when the route answers no GET) and
+``challenge_required`` (during a surge: show the view's challenge). JSON
+bodies carry ``"challenge_required": true`` then. An app's own
 ``errorhandler(429)`` wins over all of this: the refusals are rendered
 through Flask's own error handling.
 """
@@ -23,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from .limits import RateLimitResult
-from .request_state import request_state
+from .request_state import challenge_required, request_state
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -110,13 +112,16 @@ def render_refusal(error: HTTPException) -> Response:
     message = _message(error, retry_after)
     code = error.code or 500
     response_class = current_app.response_class
+    challenge = challenge_required()
     if wants_json(request):
         response = response_class(
-            _json_body(message, retry_after), code, mimetype="application/json"
+            _json_body(message, retry_after, challenge),
+            code,
+            mimetype="application/json",
         )
     else:
         back_url = _back_url()
-        page = _app_page(code, message, retry_after, back_url)
+        page = _app_page(code, message, retry_after, back_url, challenge)
         if page is None:
             page = _page(_TITLES.get(code, error.name), message, back_url)
         response = response_class(page, code, mimetype="text/html")
@@ -136,10 +141,12 @@ def _back_url() -> str | None:
 
 # A flood meets the same few answers again and again: build each once.
 @functools.lru_cache(maxsize=256)
-def _json_body(message: str, retry_after: int | None) -> str:
+def _json_body(message: str, retry_after: int | None, challenge: bool) -> str:
     body: dict[str, Any] = {"error": message}
     if retry_after is not None:
         body["retry_after"] = retry_after
+    if challenge:
+        body["challenge_required"] = True
     return json.dumps(body)
 
 
@@ -150,7 +157,11 @@ def _page(title: str, message: str, back_url: str | None) -> str:
 
 
 def _app_page(
-    code: int, message: str, retry_after: int | None, back_url: str | None
+    code: int,
+    message: str,
+    retry_after: int | None,
+    back_url: str | None,
+    challenge: bool,
 ) -> str | None:
     # Looking a missing template up again on every refusal costs a flood.
     missing: set[int] | None = getattr(
@@ -165,6 +176,7 @@ def _app_page(
             retry_after=retry_after,
             wait=wait_in_words(retry_after) if retry_after else None,
             back_url=back_url,
+            challenge_required=challenge,
         )
     except TemplateNotFound:
         if missing is not None:

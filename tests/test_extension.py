@@ -766,8 +766,16 @@ def test_cli_policy_simulates_the_engine() -> None:
     assert "lock 6: 1920 s" in output and "lock 7 and later: 3600 s" in output
     # Five guesses at 0 s, then one as each lock ends: 60, 180, 420, 900 and
     # 1860 s; the sixth lock runs to 3780 s, past the hour.
-    assert "as each lock ends: 10 per hour" in output
-    assert "staying under the limit (4 per 900 s): 16 per hour, 384 per day" in output
+    assert "each account, guessing again as each lock ends: 10 per hour" in output
+    # Paced under the limit, an account still gets no more than a day's 4.
+    assert (
+        "each account, staying under the limit (4 per 86400 s): 4 per hour,"
+        " 4 per day" in output
+    )
+    assert (
+        "each ip, staying under the limit (4 per 900 s): 16 per hour, 384 per day"
+        in output
+    )
     assert "on average at most 600 per hour" in output
 
 
