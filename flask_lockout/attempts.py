@@ -28,7 +28,7 @@ from .client_ip import current_client_network
 from .device import COOKIE_NAME, device_nonce, issue_device_cookie
 from .errors import StorageError, TooManyAttempts
 from .keys import KeyValue, ParsedSpec, client_ip_key, logical_key
-from .limits import Limit, RateLimitResult
+from .limits import Limit
 from .policy import (
     DEFAULT_RESERVATION_SECONDS,
     Outcome,
@@ -52,6 +52,13 @@ class DeferredLimit(NamedTuple):
     specs: tuple[ParsedSpec, ...]
     scope: str
     limits: Sequence[Limit]
+
+    @property
+    def reported(self) -> int:
+        """How many of the keys (``ip`` ones, first) are the client's own
+        allowance, which the ``RateLimit-*`` headers show: an account key's
+        would tell anyone how others use that account."""
+        return sum(1 for spec in self.specs if spec.source == "ip")
 
     def keys(
         self,
@@ -303,6 +310,7 @@ def _decide(
         token,
         DEFAULT_RESERVATION_SECONDS,
         surge,
+        pending.reported if pending is not None else None,
     )
     if answer.rate_limit is not None:
         check_rate_limit(state, limit_keys, limits, answer.rate_limit)
@@ -338,9 +346,6 @@ def _refuse_if_cached(state: AppState, key: str, pending: DeferredLimit | None) 
     cached = state.refusals.retry_after(key)
     if not cached:
         return
-    if pending is not None:  # a refused request: no quota left to show
-        limit = pending.limits[0].count
-        request_state()["rate_limit"] = RateLimitResult(False, 0, cached, limit, cached)
     send(signals.locked_out, key, retry_after=cached)
     state.decided("locked")
     raise TooManyAttempts(cached)
@@ -430,15 +435,31 @@ def _outcome(state: AppState, guard: Guard, response: Response) -> Outcome:
     return Outcome.FAILURE
 
 
+#: Attempts answered below 400 with no success declared, per endpoint and
+#: process, before the warning: a wrong password answered with the form is
+#: one of them, so a few prove nothing.
+UNDECLARED_EVIDENCE = 20
+
+
 def _warn_undeclared(state: AppState, status: int) -> None:
-    if (request.endpoint or request.path) in state.declared_success:
+    endpoint = request.endpoint or request.path
+    if endpoint in state.declared_success:
+        return
+    seen = state.undeclared_answers.get(endpoint, 0) + 1
+    if seen > UNDECLARED_EVIDENCE:
+        return
+    state.undeclared_answers[endpoint] = seen
+    if seen < UNDECLARED_EVIDENCE:
         return
     _warn_once(
         state,
-        "%s answered %d and counted as a FAILURE: it never declared a success."
-        " Call lockout.succeeded() once the login is complete (Flask-Login's"
-        " login_user() does it for you), or pass success=... to"
-        " @lockout_on_failure; otherwise every login counts against the account.",
+        "%s answered %d to 20 attempts in this process and never declared a"
+        " success: each counted as a FAILURE. Call lockout.succeeded() once the"
+        " login is complete (Flask-Login's login_user() does it for you), or"
+        " pass success=... to @lockout_on_failure; otherwise every login counts"
+        " against the account. A view that really had 20 failures in a row and"
+        " no success says nothing wrong: declare its successes and this warning"
+        " never comes.",
         status,
     )
 

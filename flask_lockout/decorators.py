@@ -90,7 +90,9 @@ def throttled(
             state,
             keys,
             deferred_limit.limits,
-            state.storage.rate_limit_hit_many(keys, deferred_limit.limits),
+            state.storage.rate_limit_hit_many(
+                keys, deferred_limit.limits, deferred_limit.reported
+            ),
         )
         # A stacked lockout guard counts its own verdict (failure, success).
         state.decided("allowed")

@@ -236,15 +236,22 @@ class RateLimitResult(_Verdict):
 
 
 def combine(
-    limits: Sequence[Limit], decisions: Sequence[WindowDecision]
+    limits: Sequence[Limit],
+    decisions: Sequence[WindowDecision],
+    reported: int | None = None,
 ) -> RateLimitResult:
-    """One result for several windows: refused if any refuses."""
+    """One result for several windows: refused if any refuses. An allowed
+    hit reports the tightest of the first ``reported`` windows (all when
+    None), with limit 0 when there are none."""
     refused = [i for i, d in enumerate(decisions) if not d.allowed]
     if refused:
         index = max(refused, key=lambda i: decisions[i].retry_after)
         wait = decisions[index].retry_after
         return RateLimitResult(False, 0, wait, limits[index].count, wait, index)
-    remaining, index = min((d.remaining, i) for i, d in enumerate(decisions))
+    shown = decisions if reported is None else decisions[:reported]
+    if not shown:
+        return RateLimitResult(True, 0, 0.0, 0, 0.0, 0)
+    remaining, index = min((d.remaining, i) for i, d in enumerate(shown))
     return RateLimitResult(
         True, remaining, 0.0, limits[index].count, decisions[index].reset_after, index
     )

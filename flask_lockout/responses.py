@@ -188,14 +188,18 @@ def add_rate_limit_headers(response: Response) -> Response:
     """After-request hook: ``RateLimit-*`` on limited routes. On a 429,
     ``RateLimit-Reset`` is the ``Retry-After`` itself."""
     result: RateLimitResult | None = request_state().get("rate_limit")
-    if result is None:
+    if result is None or not result.limit:  # no allowance of the client's own
         return response
     state = current_app.extensions.get("lockout")
     if state is None or not state.settings.headers_enabled:
         return response
+    if response.status_code == 429 and result.allowed:
+        # A locked key's refusal: the allowance is not used up, and a
+        # Reset other than Retry-After would contradict it.
+        return response
     headers = response.headers
     headers["RateLimit-Limit"] = str(result.limit)
-    retry = headers.get("Retry-After") if response.status_code == 429 else None
+    retry = headers.get("Retry-After") if not result.allowed else None
     if retry is not None:
         headers["RateLimit-Remaining"] = "0"
         headers["RateLimit-Reset"] = retry

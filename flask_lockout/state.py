@@ -108,6 +108,9 @@ class AppState:
         self.refusals = RefusalCache(settings.local_cache_seconds)
         #: Endpoints that have declared a success in this process.
         self.declared_success: set[str] = set()
+        #: Attempts per endpoint answered below 400 without a declared
+        #: success, up to the count that proves it (attempts.py).
+        self.undeclared_answers: dict[str, int] = {}
         #: (endpoint, message) pairs already logged.
         self.warned_undeclared: set[tuple[str, str]] = set()
         #: Status codes with no ``lockout/<code>.html`` template in the app.

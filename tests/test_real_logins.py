@@ -242,11 +242,37 @@ def test_an_undeclared_success_is_named_in_the_log(
 
     client = app.test_client()
     with caplog.at_level("WARNING", logger="flask_lockout"):
-        for _ in range(3):
-            client.post("/login", data={"email": "a@x"})
+        for n in range(25):
+            client.post("/login", data={"email": f"user{n}@x"})
     warnings = [r.message for r in caplog.records if "FAILURE" in r.message]
     assert len(warnings) == 1
     assert "lockout.succeeded()" in warnings[0] and "login" in warnings[0]
+
+
+def test_a_first_wrong_password_answered_with_the_form_warns_of_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A correct app whose worker's first requests were wrong passwords
+    # answered with the form again (200), before anyone logged in.
+    app = Flask(__name__)
+    lockout = Lockout(app)
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by="form:email")
+    def login() -> str:
+        if request.form.get("password") == "right":
+            lockout.succeeded()
+            return "welcome"
+        return "<form>Wrong email or password.</form>"
+
+    client = app.test_client()
+    with caplog.at_level("WARNING", logger="flask_lockout"):
+        for n in range(5):
+            client.post("/login", data={"email": f"user{n}@x", "password": "?"})
+        client.post("/login", data={"email": "ok@x", "password": "right"})
+        for n in range(30):
+            client.post("/login", data={"email": f"late{n}@x", "password": "?"})
+    assert not [r for r in caplog.records if "FAILURE" in r.message]
 
 
 def outcomes_app(view: Callable[[Lockout], Any]) -> Flask:

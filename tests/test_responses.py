@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 
 from flask_lockout import Lockout, LockoutConfig, LoginLockout, MemoryStorage
 from flask_lockout.responses import wait_in_words
@@ -113,10 +113,64 @@ def test_rate_limit_headers_agree_with_retry_after(clock: FakeClock) -> None:
     assert first.headers["RateLimit-Limit"] == "10"
     assert first.headers["RateLimit-Remaining"] == "9"
     assert first.headers["RateLimit-Reset"] == "40"  # what is left of the window
-    refused = client.post("/login", data={"email": "a@x"})
+    locked = client.post("/login", data={"email": "a@x"})
+    # The account is locked, the address's allowance is not used up: a
+    # lockout's 429 claims nothing about it.
+    assert locked.status_code == 429 and "RateLimit-Remaining" not in locked.headers
+    app = Flask(__name__)
+    lockout = Lockout(app, storage=MemoryStorage(clock=clock))
+
+    @app.post("/search")
+    @lockout.throttled("1/minute")
+    def search() -> str:
+        return "ok"
+
+    client = app.test_client()
+    clock.now = 1200.0
+    client.post("/search")
+    refused = client.post("/search")
     assert refused.status_code == 429
-    assert refused.headers["RateLimit-Reset"] == refused.headers["Retry-After"] == "60"
+    assert refused.headers["RateLimit-Reset"] == refused.headers["Retry-After"]
     assert refused.headers["RateLimit-Remaining"] == "0"
+
+
+def test_rate_limit_headers_show_the_addresss_allowance_only(
+    clock: FakeClock,
+) -> None:
+    app = Flask(__name__)
+    app.config["LOCKOUT_DEVICE_COOKIES"] = False
+    lockout = Lockout(app, storage=MemoryStorage(clock=clock))
+
+    @app.post("/login")
+    @lockout.throttled("10/minute", by=("ip", "form:email"))
+    @lockout.lockout_on_failure(by=("ip", "form:email"), scope="login")
+    def login() -> tuple[str, int]:
+        if request.form.get("password") == "right":
+            lockout.succeeded()
+            return "ok", 200
+        return "no", 401
+
+    # bob logs in three times from his own address...
+    for _ in range(3):
+        client = app.test_client()
+        client.post(
+            "/login",
+            data={"email": "bob@x", "password": "right"},
+            environ_base={"REMOTE_ADDR": "192.0.2.2"},
+        )
+    # ...which an attacker elsewhere must not read from the headers.
+    probe = app.test_client().post(
+        "/login",
+        data={"email": "bob@x", "password": "?"},
+        environ_base={"REMOTE_ADDR": "198.51.100.9"},
+    )
+    untouched = app.test_client().post(
+        "/login",
+        data={"email": "carol@x", "password": "?"},
+        environ_base={"REMOTE_ADDR": "198.51.100.10"},
+    )
+    assert probe.headers["RateLimit-Remaining"] == "9"
+    assert untouched.headers["RateLimit-Remaining"] == "9"
 
 
 def test_a_10_per_minute_route_reports_reset_within_the_minute(

@@ -95,10 +95,15 @@ class RateLimitStorage(Protocol):
     """Sliding-window rate limits."""
 
     def rate_limit_hit_many(
-        self, keys: Sequence[str], limits: Sequence[Limit]
+        self,
+        keys: Sequence[str],
+        limits: Sequence[Limit],
+        reported: int | None = None,
     ) -> RateLimitResult:
         """Count one hit on every key against all ``limits`` if every key and
-        limit allows it; the result is the refusal, or the tightest key."""
+        limit allows it; the result is the refusal, or the tightest of the
+        first ``reported`` keys (all when None; limit 0 when none): the
+        client's own allowance, as the ``RateLimit-*`` headers show it."""
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         """Clear ``key``'s windows, or every rate-limit window when None."""
@@ -288,8 +293,10 @@ class FullStorage(
         token: str,
         ttl: float,
         surge: SurgeAsk | None,
+        reported: int | None = None,
     ) -> AttemptAnswer:
-        """A guarded attempt in one round trip: the stacked rate limit (none
+        """A guarded attempt in one round trip (``reported`` as for
+        ``rate_limit_hit_many``): the stacked rate limit (none
         when ``limit_keys`` is empty), the surge's limits, the reservations,
         and the surge's count. What refuses first ends it: nothing after it
         is counted."""
@@ -331,12 +338,13 @@ def attempt_in_steps(
     token: str,
     ttl: float,
     surge: SurgeAsk | None,
+    reported: int | None = None,
 ) -> AttemptAnswer:
     """``lockout_attempt`` for a store that decides each part on its own
     (memory, Redis Cluster): the same steps, in the same order."""
     result = None
     if limit_keys:
-        result = store.rate_limit_hit_many(limit_keys, limits)
+        result = store.rate_limit_hit_many(limit_keys, limits, reported)
         if not result.allowed:
             return AttemptAnswer(result, [], None)
     state = None

@@ -207,13 +207,14 @@ class FallbackStorage(Storage):
         token: str,
         ttl: float,
         surge: SurgeAsk | None,
+        reported: int | None = None,
     ) -> AttemptAnswer:
         refused = self._outage_locks(attempts, policy)
         if refused is not None:
             return AttemptAnswer(None, refused, None)
         return self._decide(  # type: ignore[no-any-return]
             "lockout_attempt",
-            (limit_keys, limits, attempts, policy, token, ttl, surge),
+            (limit_keys, limits, attempts, policy, token, ttl, surge, reported),
             lambda: AttemptAnswer(
                 _unlimited(limits) if limit_keys else None,
                 [Reservation(True, False, 0)] * len(attempts),
@@ -279,10 +280,15 @@ class FallbackStorage(Storage):
     # -- rate limits and throttles ------------------------------------------
 
     def rate_limit_hit_many(
-        self, keys: Sequence[str], limits: Sequence[Limit]
+        self,
+        keys: Sequence[str],
+        limits: Sequence[Limit],
+        reported: int | None = None,
     ) -> RateLimitResult:
         return self._decide(  # type: ignore[no-any-return]
-            "rate_limit_hit_many", (keys, limits), lambda: _unlimited(limits)
+            "rate_limit_hit_many",
+            (keys, limits, reported),
+            lambda: _unlimited(limits),
         )
 
     def rate_limit_reset(self, key: str | None = None) -> None:

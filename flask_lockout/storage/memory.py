@@ -407,7 +407,10 @@ class MemoryStorage(Storage):
     # -- sliding-window rate limit ------------------------------------------
 
     def rate_limit_hit_many(
-        self, keys: Sequence[str], limits: Sequence[Limit]
+        self,
+        keys: Sequence[str],
+        limits: Sequence[Limit],
+        reported: int | None = None,
     ) -> RateLimitResult:
         every = [limit for _key in keys for limit in limits]
         with self._lock:
@@ -428,7 +431,8 @@ class MemoryStorage(Storage):
                 elapsed = now - index * period
                 decision = sliding_window_decision(limit, current, previous, elapsed)
                 windows.append((skey, index, current, previous, decision))
-            result = combine(every, [w[4] for w in windows])
+            shown = None if reported is None else reported * len(limits)
+            result = combine(every, [w[4] for w in windows], shown)
             if result.allowed:
                 for (skey, index, current, previous, _), limit in zip(
                     windows, every, strict=True
@@ -492,9 +496,10 @@ class MemoryStorage(Storage):
         token: str,
         ttl: float,
         surge: SurgeAsk | None,
+        reported: int | None = None,
     ) -> AttemptAnswer:
         return attempt_in_steps(
-            self, limit_keys, limits, attempts, policy, token, ttl, surge
+            self, limit_keys, limits, attempts, policy, token, ttl, surge, reported
         )
 
     def _surge(self, scope: str, now: float) -> SurgeRecord:

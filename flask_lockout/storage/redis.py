@@ -374,13 +374,17 @@ class RedisStorage(Storage):
     # -- sliding-window rate limit ------------------------------------------
 
     def rate_limit_hit_many(
-        self, keys: Sequence[str], limits: Sequence[Limit]
+        self,
+        keys: Sequence[str],
+        limits: Sequence[Limit],
+        reported: int | None = None,
     ) -> RateLimitResult:
         if len(keys) > 1 and self._on_cluster(self.client):
             # Cluster: keys of different hash tags cannot share a script.
             results = []
             for position, key in enumerate(keys):
-                found = self.rate_limit_hit_many([key], limits)
+                shown = reported is None or position < reported
+                found = self.rate_limit_hit_many([key], limits, 1 if shown else 0)
                 result = RateLimitResult(
                     *found,
                     found.limit,
@@ -389,18 +393,25 @@ class RedisStorage(Storage):
                 )
                 if not result.allowed:
                     return result
-                results.append(result)
+                if shown:
+                    results.append(result)
+            if not results:
+                return RateLimitResult(True, 0, 0.0, 0, 0.0, 0)
             return min(results, key=lambda r: r.remaining)
-        [reply] = self._run_many([self._rate_limit_call(keys, limits)])
+        [reply] = self._run_many([self._rate_limit_call(keys, limits, reported)])
         with _READING_REPLY:
             return _rate_limit_result(_integers(reply))
 
     def _rate_limit_call(
-        self, keys: Sequence[str], limits: Sequence[Limit]
+        self,
+        keys: Sequence[str],
+        limits: Sequence[Limit],
+        reported: int | None = None,
     ) -> tuple[str, list[str], list[object]]:
         """One script over every window of every key: all pass or none counts."""
         names: list[str] = []
-        args: list[object] = []
+        shown = len(keys) if reported is None else reported
+        args: list[object] = [shown * len(limits)]
         for key in keys:
             for limit in limits:
                 names.append(
@@ -436,15 +447,18 @@ class RedisStorage(Storage):
         token: str,
         ttl: float,
         surge: SurgeAsk | None,
+        reported: int | None = None,
     ) -> AttemptAnswer:
         if self._on_cluster(self.client):  # other slots: a call per part
             return attempt_in_steps(
-                self, limit_keys, limits, attempts, policy, token, ttl, surge
+                self, limit_keys, limits, attempts, policy, token, ttl, surge, reported
             )
         rate_keys: list[str] = []
         rate_args: list[object] = []
         if limit_keys:
-            _, rate_keys, rate_args = self._rate_limit_call(limit_keys, limits)
+            _, rate_keys, rate_args = self._rate_limit_call(
+                limit_keys, limits, reported
+            )
         surge_keys, surge_args = self._surge_part(surge)
         [(_, lockout_keys, lockout_args)] = self._lockout_calls(
             "reserve", attempts, policy, token, max(1, _ms(ttl))

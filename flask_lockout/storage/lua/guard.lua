@@ -11,7 +11,7 @@
 -- ARGV: the four counts below (rate-limit keys and args, surge keys and
 -- args), the rate limit's args, the surge's args (min_failures, factor,
 -- cooldown_ms, known_device, challenge_passed, the address's windows and
--- the network's windows, each as its count then its count/period pairs),
+-- the network's windows, each as its count then ratelimit.lua's args),
 -- then the lockout's.
 -- Returns "rate|surge|lockout": each part that script's reply, empty when
 -- it did not run; whatever refuses first ends the call.
@@ -55,12 +55,12 @@ if surge_keys > 0 then
   if words[5] == '1' then return limit .. '|' .. state .. '|' end
   if words[1] == '1' and exempt == '0' then
     -- The address's windows, then the network's: each a count of windows
-    -- and their count/period pairs.
+    -- and ratelimit.lua's args for them (one, then a count/period pair each).
     local at, key_at = 6, 2
     for _ = 1, 2 do
       local windows = tonumber(sa[at])
       local window_keys = slice(sk, key_at, windows)
-      local window_args = slice(sa, at + 1, 2 * windows)
+      local window_args = slice(sa, at + 1, 1 + 2 * windows)
       local answer = rate_limit(window_keys, window_args, now)
       if string.sub(answer, 1, 1) == '0' then
         local after = surge(record, {'refused', sa[1], sa[2], sa[3]}, now)
@@ -72,7 +72,7 @@ if surge_keys > 0 then
           words[4], retry_ms, a[7])
         return limit .. '|' .. refused .. '|'
       end
-      at, key_at = at + 1 + 2 * windows, key_at + windows
+      at, key_at = at + 2 + 2 * windows, key_at + windows
     end
   end
 end

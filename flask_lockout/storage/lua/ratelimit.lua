@@ -1,9 +1,12 @@
 -- Sliding-window counters for one key and several limits, on server time.
 -- Counts the hit against every limit only if every limit allows it.
 -- KEYS[i] hash (w window index, c current count, p previous count), one per
--- window of every key; ARGV: count_1, period_ms_1, count_2, period_ms_2, ...
+-- window of every key; ARGV: how many leading windows report their allowance
+-- (the client's own: ip keys come first), then count_1, period_ms_1,
+-- count_2, period_ms_2, ...
 -- Returns allowed, remaining, retry ms, limit, reset ms and the 0-based
--- position of the deciding window, as one string of integers.
+-- position of the deciding window, as one string of integers; the limit is 0
+-- when no reported window decided (an allowed hit on account keys only).
 -- Mirrors flask_lockout.limits.sliding_window_decision, in milliseconds.
 -- The reset reported is the time left in the current window, or on a
 -- refusal the wait itself, so RateLimit-Reset agrees with Retry-After.
@@ -14,14 +17,15 @@ if not now then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+local reported = tonumber(ARGV[1])
 local allowed = true
 local best_remaining, best_limit, best_reset, best_i = nil, 0, 0, 1
 local worst_wait, worst_limit, worst_i = -1, 0, 1
 local plans = {}
 
 for i = 1, #KEYS do
-  local count = tonumber(ARGV[2 * i - 1])
-  local period = tonumber(ARGV[2 * i])
+  local count = tonumber(ARGV[2 * i])
+  local period = tonumber(ARGV[2 * i + 1])
   local index = math.floor(now / period)
   local h = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')
   local w, cur, prev = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
@@ -36,7 +40,7 @@ for i = 1, #KEYS do
   local weighted = prev * (period - elapsed) / period + cur
   if weighted + 1 <= count then
     local remaining = math.max(0, math.floor(count - 1 - weighted + 1e-9))
-    if best_remaining == nil or remaining < best_remaining then
+    if i <= reported and (best_remaining == nil or remaining < best_remaining) then
       best_remaining, best_limit, best_i = remaining, count, i
       best_reset = period - elapsed
     end
@@ -78,5 +82,5 @@ for i = 1, #KEYS do
     end
   end
 end
-return string.format('1 %d 0 %d %d %d', best_remaining, best_limit,
+return string.format('1 %d 0 %d %d %d', best_remaining or 0, best_limit,
   math.ceil(best_reset), best_i - 1)
