@@ -207,8 +207,15 @@ def dashboard_blueprint(
             status: sum(1 for row in scan.rows if row.status == status)
             for status in ("locked", "failing", "probation")
         }
+        surges = []
+        if error is None:
+            try:
+                surges = state.extension.surges()
+            except StorageError as exc:
+                error = str(exc)
         return render_template(
             "lockout/dashboard/overview.html",
+            surges=surges,
             scan=scan,
             groups=sorted(groups.items()),
             totals=totals,

@@ -153,3 +153,28 @@ def test_factory_on_redis(redis_server: str, redis_prefix: str) -> None:
         401,
         429,
     ]
+
+
+def test_during_a_surge_a_new_device_signs_in_with_an_emailed_code() -> None:
+    example = load("surge_challenge")
+    app = example.create_app({"LOCKOUT_STORAGE_URI": "memory://"})
+    owner = app.test_client()
+    assert owner.post("/login", data=ALICE).status_code == 200  # her laptop
+    with app.app_context():
+        example.lockout.start_surge("login")
+    # Her laptop (a known device) notices nothing.
+    assert owner.post("/login", data=ALICE).status_code == 200
+    # A new phone: a code is mailed, the password is not even checked.
+    phone = app.test_client()
+    asked = phone.post("/login", data=ALICE)
+    assert asked.status_code == 401 and asked.json["challenge_required"] is True
+    email, code = example.OUTBOX[-1]
+    assert email == "alice@example.com"
+    wrong = phone.post("/login", data={**ALICE, "code": "000000"})
+    assert wrong.status_code == 401 and wrong.json["challenge_required"] is True
+    email, code = example.OUTBOX[-1]  # the wrong guess spent the old code
+    assert phone.post("/login", data={**ALICE, "code": code}).status_code == 200
+    # A stuffer with the right password but no mailbox never gets in.
+    bot = app.test_client()
+    answers = [bot.post("/login", data=ALICE).status_code for _ in range(3)]
+    assert 200 not in answers

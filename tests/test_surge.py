@@ -448,3 +448,15 @@ def test_surge_counting_costs_no_round_trip(
     assert trips(client, "user1@x", "typo") == (401, 1)  # wrong password: 1
     assert trips(client, "user1@x", "pw1", "192.0.2.1") == (200, 2)  # success: 2
     assert trips(client, "user1@x", "typo", "192.0.2.1") == (401, 1)  # known device
+
+
+def test_the_dashboard_overview_shows_a_banner_during_a_surge(
+    clock: FakeClock,
+) -> None:
+    app = surge_app(MemoryStorage(clock=clock))
+    lockout: Lockout = app.extensions["lockout"].extension
+    app.register_blueprint(lockout.dashboard_blueprint(lambda: True))
+    assert "Surge on" not in app.test_client().get("/lockout/").text
+    stuff(app, 61)
+    page = app.test_client().get("/lockout/").text
+    assert "Surge on <code>login</code>" in page and "threshold 60" in page
