@@ -190,14 +190,6 @@ def _forwarded_for(element: str) -> str:
         position += 1
 
 
-@functools.lru_cache(maxsize=4096)
-def _printed(text: str) -> str | None:
-    """``text`` as its address prints, or None: cached like the parse, as the
-    same peers come back (printing an address is Python code, a few µs)."""
-    address = parse_address(text)
-    return None if address is None else str(address)
-
-
 def resolve(
     remote_addr: str | None,
     header: str,
@@ -205,12 +197,11 @@ def resolve(
     trusted: Sequence[Network] | int,
 ) -> str:
     """The client address for a peer and its forwarding header values."""
-    if not trusted and not isinstance(trusted, int):  # no proxy: the peer
-        printed = _printed(remote_addr) if remote_addr else None
-        return printed or remote_addr or UNKNOWN_PEER
     peer = parse_address(remote_addr) if remote_addr else None
     if isinstance(trusted, int):
         return _resolve_hops(peer, remote_addr, header, values, trusted)
+    if not trusted:  # no proxy: the peer
+        return str(peer) if peer else remote_addr or UNKNOWN_PEER
 
     def is_trusted(address: IPAddress) -> bool:
         return any(address in network for network in trusted)

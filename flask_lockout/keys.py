@@ -7,7 +7,6 @@ and parsed here and nowhere else.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import unicodedata
@@ -90,22 +89,11 @@ class ParsedSpec:
     source: str
     field: str = ""
     func: Callable[[], str] | None = None
-    #: What makes two specs equal, as a tuple: the per-request read cache
-    #: keys on it, hashed and compared in C rather than through methods.
-    _identity: tuple[object, ...] = dataclasses.field(
-        init=False, repr=False, compare=False
-    )
-    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        identity = (self.name, self.source, self.field, self.func)
-        object.__setattr__(self, "_identity", identity)
         # Hashed now: an unhashable callable fails at decoration, not on
-        # every request.
-        object.__setattr__(self, "_hash", hash(identity))
-
-    def __hash__(self) -> int:
-        return self._hash
+        # every request (the read cache below keys on the spec).
+        hash(self)
 
     @property
     def account_like(self) -> bool:
@@ -120,12 +108,12 @@ class ParsedSpec:
             folded, too long, or given in more than MAX_COPIES ways.
         """
         # Stacked decorators read the same specs: fold and hash once a request.
-        reads: dict[tuple[object, str], list[KeyValue]] = request_state().setdefault(
-            "reads", {}
+        reads: dict[tuple[ParsedSpec, str], list[KeyValue]] = (
+            request_state().setdefault("reads", {})
         )
-        found = reads.get((self._identity, scope))
+        found = reads.get((self, scope))
         if found is None:
-            found = reads[self._identity, scope] = self._values(scope)
+            found = reads[self, scope] = self._values(scope)
         return found
 
     def _values(self, scope: str) -> list[KeyValue]:

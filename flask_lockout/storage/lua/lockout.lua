@@ -17,9 +17,8 @@
 -- now: the server time in ms when guard.lua calls this body, else nil.
 -- A reserved attempt counts as a failure at once; release and success give
 -- it back, so a wrong password costs one call and writes nothing else. To
--- give it back, the caller hands in the receipt the reservation returned:
--- "expires locked f ws n lu lf t f ws n lu lf t", whether it locked and the
--- state before and after it.
+-- give it back, the caller hands in the receipt the reservation returned
+-- (see issue_receipt).
 -- Returns every key's reply in one string of integers: reserve "granted
 -- locked retry_seconds" then ";" and the receipts, separated by ";"; the
 -- others "locked retry_seconds failures lock_number".
@@ -195,6 +194,25 @@ local function count_failure()
   add_spelling(1)
 end
 
+-- A receipt: "expires locked f ws n lu lf t f ws n lu lf t", until when it
+-- can come back, whether its attempt locked the key, and the state before
+-- and after the attempt. Written by issue_receipt, read by read_receipt.
+local function issue_receipt(locked, before, after)
+  issued_expiry = issued_expiry or string.format('%d', now + tonumber(ttl_ms))
+  local flag = ' 0 '
+  if locked then flag = ' 1 ' end
+  return issued_expiry .. flag .. (before or '0 0 0 0 0 0') .. ' ' .. after
+end
+
+-- The receipt's fields: expires, locked (true or false), and the states
+-- before and after as lists {f, ws, n, lu, lf, t}.
+local function read_receipt(text)
+  local p = {}
+  for word in string.gmatch(text, '%S+') do p[#p + 1] = tonumber(word) end
+  return p[1], p[2] == 1, {p[3], p[4], p[5], p[6], p[7], p[8]},
+    {p[9], p[10], p[11], p[12], p[13], p[14]}
+end
+
 -- Give a reserved attempt back: exactly, when nothing came after it; else
 -- one failure, unless a lock came since (then it stays counted).
 local function release(once)
@@ -202,30 +220,27 @@ local function release(once)
   if string.find(' ' .. applied .. ' ', ' ' .. token .. ' ', 1, true) then
     return  -- given back already: this is the same command sent again
   end
-  local p = {}
-  for word in string.gmatch(receipt, '%S+') do p[#p + 1] = word end
-  if tonumber(p[1]) <= now then return end  -- it outlived its view
+  local expires, locked, before, after = read_receipt(receipt)
+  if expires <= now then return end  -- it outlived its view
   if once then
     -- A view that ran and failed: one give-back per key and window, and
     -- never one that would undo the lock this attempt set.
-    if g > now or p[2] == '1' then return end
+    if g > now or locked then return end
     g = now + window_ms
   end
   -- Nothing came after it when the state is still as it left it (a
   -- comparison of what is stored: a deployment's older workers write
   -- this state too).
-  if tonumber(p[9]) == f and tonumber(p[10]) == ws and tonumber(p[11]) == n
-      and tonumber(p[12]) == lu and tonumber(p[13]) == lf
-      and tonumber(p[14]) == total then
-    f, ws, n = tonumber(p[3]), tonumber(p[4]), tonumber(p[5])
-    lu, lf, total = tonumber(p[6]), tonumber(p[7]), tonumber(p[8])
-  elseif n == tonumber(p[5]) and f > 0 then
+  if after[1] == f and after[2] == ws and after[3] == n and after[4] == lu
+      and after[5] == lf and after[6] == total then
+    f, ws, n, lu, lf, total = unpack(before)
+  elseif n == before[3] and f > 0 then
     f, total = f - 1, total - 1
   else
     return
   end
   add_spelling(-1)
-  local kept = math.max(applied_until(), tonumber(p[1]))
+  local kept = math.max(applied_until(), expires)
   local tokens = {'@' .. string.format('%d', kept), token}
   for word in string.gmatch(applied, '%S+') do
     if #tokens > APPLIED_TOKENS then break end
@@ -234,7 +249,10 @@ local function release(once)
   applied = table.concat(tokens, ' ')
 end
 
-local function decide()
+-- Read the key's state (h, the fields as read, and their values), and
+-- forget it when it has expired; returns the state as stored, as text, for
+-- a reservation's receipt (nil when there is none).
+local function load()
   h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g', 'x')
   f, ws, n = int(h[1]), int(h[2]), int(h[3])
   lu, lf, total, g = int(h[4]), int(h[5]), int(h[6]), int(h[7])
@@ -243,7 +261,6 @@ local function decide()
     applied
   if g <= now then g = 0 end
 
-  -- The state as stored, for a reservation's receipt (text, not formatted).
   local stored = nil
   if h[1] then
     stored = h[1] .. ' ' .. (h[2] or '0') .. ' ' .. (h[3] or '0') .. ' '
@@ -263,71 +280,80 @@ local function decide()
       redis.call('PEXPIREAT', state_key, string.format('%d', kept))
     end
   end
-
   -- The expiry the stored hash already has (nil when it must be set).
   if h[1] then had_expiry = math.max(state_expires(), g, applied_until()) end
+  return stored
+end
 
-  if op == 'status' then
-    return reply()
+-- One function per operation, on the key loaded; each returns its reply
+-- (and reserve the receipt).
+local operations = {}
+
+function operations.status()
+  return reply()
+end
+
+function operations.failure()
+  count_failure()
+  save()
+  return reply()
+end
+
+function operations.reserve(stored)
+  if lu > now then return string.format('0 1 %d', retry_after()), '' end
+  local lock_before = n
+  count_failure()
+  local issued = issue_receipt(n > lock_before, stored, save())
+  if lu > now then return string.format('1 1 %d', retry_after()), issued end
+  return '1 0 0', issued
+end
+
+-- End the current lock; probation stays, so backoff keeps growing.
+function operations.unlock()
+  if lu > now then lu = now end
+  f = 0
+  save()
+  return reply()
+end
+
+function operations.release()
+  release(false)
+  save()
+  return reply()
+end
+
+function operations.unknown()
+  release(true)
+  save()
+  return reply()
+end
+
+-- Give the attempt back and forgive the failures typed with this
+-- spelling; when they are all of them, forget the key.
+function operations.success()
+  release(false)
+  local mine = 0
+  if spelling ~= '' then
+    mine = tonumber(redis.call('HGET', state_key, 's:' .. spelling)) or 0
   end
-
-  if op == 'failure' then
-    count_failure()
+  if mine > 0 and mine >= total then
+    f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
+    redis.call('DEL', state_key)
+    forget_stored()
+    had_expiry = nil
     save()
-    return reply()
+    return '0 0 0 0'
   end
-
-  if op == 'reserve' then
-    if lu > now then return string.format('0 1 %d', retry_after()), '' end
-    local lock_before = n
-    count_failure()
-    local saved = save()
-    local locked = ' 0 '
-    if n > lock_before then locked = ' 1 ' end
-    issued_expiry = issued_expiry
-      or string.format('%d', now + tonumber(ttl_ms))
-    local issued = issued_expiry .. locked .. (stored or '0 0 0 0 0 0') .. ' '
-      .. saved
-    if lu > now then return string.format('1 1 %d', retry_after()), issued end
-    return '1 0 0', issued
+  if mine > 0 then
+    f, total = math.max(0, f - mine), total - mine
+    redis.call('HDEL', state_key, 's:' .. spelling)
   end
+  save()
+  return reply()
+end
 
-  if op == 'unlock' then
-    -- End the current lock; probation stays, so backoff keeps growing.
-    if lu > now then lu = now end
-    f = 0
-    save()
-    return reply()
-  end
-
-  if op == 'release' or op == 'unknown' then
-    release(op == 'unknown')
-    save()
-    return reply()
-  end
-
-  if op == 'success' then
-    release(false)
-    local mine = 0
-    if spelling ~= '' then
-      mine = tonumber(redis.call('HGET', state_key, 's:' .. spelling)) or 0
-    end
-    if mine > 0 and mine >= total then
-      f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
-      redis.call('DEL', state_key)
-      forget_stored()
-      had_expiry = nil
-      save()
-      return '0 0 0 0'
-    end
-    if mine > 0 then
-      f, total = math.max(0, f - mine), total - mine
-      redis.call('HDEL', state_key, 's:' .. spelling)
-    end
-    save()
-    return reply()
-  end
-
+local operation = operations[op]
+if not operation then
   return redis.error_reply('unknown lockout operation ' .. tostring(op))
 end
 
@@ -337,8 +363,7 @@ for i = 1, #KEYS do
   state_key, spelling, receipt = KEYS[i], ARGV[at], ARGV[at + 4]
   max_failures, window_ms = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
   window_from_last = ARGV[at + 3] == 'last'
-  local answer, issued = decide()
-  if type(answer) == 'table' then return answer end  -- an error reply
+  local answer, issued = operation(load())
   replies[i], receipts[i] = answer, issued
 end
 if op == 'reserve' then
