@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 
 import click
 from flask.cli import AppGroup
@@ -356,6 +357,19 @@ def _surge_scope(text: str) -> str:
     return text
 
 
+def _surge_command(scope: str, act: Callable[[AppState, str], None]) -> str:
+    """Run ``act`` on a checked scope with the server's shared state."""
+    scope = _surge_scope(scope)
+    state = _shared_state()
+    try:
+        act(state, scope)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except StorageError as exc:
+        raise _storage_failed(exc) from exc
+    return scope
+
+
 @surge.command("start")
 @click.argument("scope")
 @click.option(
@@ -367,14 +381,9 @@ def _surge_scope(text: str) -> str:
 )
 def surge_start(scope: str, seconds: int) -> None:
     """Put SCOPE under a surge: devices without a cookie get the surge limits."""
-    scope = _surge_scope(scope)
-    state = _shared_state()
-    try:
-        state.extension.start_surge(scope, seconds)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except StorageError as exc:
-        raise _storage_failed(exc) from exc
+    scope = _surge_command(
+        scope, lambda state, name: state.extension.start_surge(name, seconds)
+    )
     click.echo(f"Surge started on {scope!r} for {seconds} s.")
 
 
@@ -382,12 +391,5 @@ def surge_start(scope: str, seconds: int) -> None:
 @click.argument("scope")
 def surge_end(scope: str) -> None:
     """End SCOPE's surge now (failures that go on start it again)."""
-    scope = _surge_scope(scope)
-    state = _shared_state()
-    try:
-        state.extension.end_surge(scope)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except StorageError as exc:
-        raise _storage_failed(exc) from exc
+    scope = _surge_command(scope, lambda state, name: state.extension.end_surge(name))
     click.echo(f"Surge ended on {scope!r}.")

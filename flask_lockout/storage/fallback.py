@@ -269,13 +269,7 @@ class FallbackStorage(Storage):
         self.primary.lockout_unlock(key, policy)
 
     def lockout_keys(self) -> Iterator[str]:
-        seen = set()
-        for key in self.primary.lockout_keys():
-            seen.add(key)
-            yield key
-        for key in self.memory.lockout_keys():
-            if key not in seen:
-                yield key
+        return _both(self.primary.lockout_keys(), self.memory.lockout_keys())
 
     # -- rate limits and throttles ------------------------------------------
 
@@ -335,13 +329,7 @@ class FallbackStorage(Storage):
         return self.primary.surge_end(scope, rules)
 
     def surge_scopes(self) -> Iterator[str]:
-        seen = set()
-        for scope in self.primary.surge_scopes():
-            seen.add(scope)
-            yield scope
-        for scope in self.memory.surge_scopes():
-            if scope not in seen:
-                yield scope
+        return _both(self.primary.surge_scopes(), self.memory.surge_scopes())
 
     # -- tokens fail closed; administration goes to the primary ------------
 
@@ -382,6 +370,17 @@ class FallbackStorage(Storage):
 
 
 _SKIPPED: Any = object()
+
+
+def _both(primary: Iterator[str], memory: Iterator[str]) -> Iterator[str]:
+    """The primary's names, then those only this process's memory knows."""
+    seen = set()
+    for name in primary:
+        seen.add(name)
+        yield name
+    for name in memory:
+        if name not in seen:
+            yield name
 
 
 def _unlimited(limits: Sequence[Limit]) -> RateLimitResult:
