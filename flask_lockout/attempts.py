@@ -490,7 +490,7 @@ def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
     ]
     # A success gives its failure back to the scope's surge count too.
     surge = (
-        (guard.scope, state.surge_rules)
+        (guard.scope, state.surge_rules, not guard.device)
         if outcome is Outcome.SUCCESS and guard.surge_counted
         else None
     )

@@ -133,6 +133,21 @@ def apply_app_limits() -> None:
     state.decided("allowed")
 
 
+def guarded_scopes(view_functions: dict[str, Callable[..., Any]]) -> set[str]:
+    """The scopes of an app's ``@lockout_on_failure`` views (their endpoints
+    where none was given): where surges can be."""
+    scopes = set()
+    for endpoint, registered in view_functions.items():
+        view: Any = registered
+        while view is not None:
+            if view in _GUARDED:
+                scope = getattr(view, "lockout_scope", None)
+                scopes.add(scope or endpoint.replace(":", "."))
+                break
+            view = getattr(view, "__wrapped__", None)
+    return scopes
+
+
 def _has_own_limits(view: Any) -> bool:
     """True when ``view``, or a view it wraps, has limits of its own."""
     while view is not None:
@@ -195,6 +210,7 @@ def lockout_on_failure(
     def decorator(view: F) -> F:
         wrapper = _guarded(view, before)
         _GUARDED.add(wrapper)
+        wrapper.lockout_scope = scope  # type: ignore[attr-defined]
         return wrapper
 
     return decorator

@@ -231,10 +231,11 @@ class Lockout:
         state.surge_changed(scope, seen)
 
     def surges(self) -> list[tuple[str, SurgeState]]:
-        """Every scope under a surge now, with its state."""
+        """Every scope of this app's ``@lockout_on_failure`` views that is
+        under a surge now, with its state."""
         state = current_state()
         found = []
-        for scope in sorted(set(state.storage.surge_scopes())):
+        for scope in sorted(decorators.guarded_scopes(current_app.view_functions)):
             seen = state.storage.surge_status(scope, state.surge_rules)
             if seen.active:
                 found.append((scope, seen))

@@ -18,10 +18,11 @@ import json
 import math
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import current_app, render_template, request, url_for
 from jinja2 import TemplateNotFound
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BuildError
 from werkzeug.wrappers import Request, Response
 
 from .limits import RateLimitResult
@@ -132,11 +133,19 @@ def render_refusal(error: HTTPException) -> Response:
 
 def _back_url() -> str | None:
     """The page to try again from: this route, when it answers GET (a
-    POST-only route would answer the link with 405)."""
+    POST-only route would answer the link with 405), built by the app's URL
+    map rather than copied from the request (``/\\evil.example/`` is a
+    path some browsers follow to another host)."""
     rule = request.url_rule
-    if rule is not None and rule.methods is not None and "GET" in rule.methods:
-        return request.path
-    return None
+    if rule is None or rule.methods is None or "GET" not in rule.methods:
+        return None
+    try:
+        url = url_for(request.endpoint or "", **(request.view_args or {}))
+    except BuildError:
+        return None
+    if not url.startswith("/") or url.startswith(("//", "/\\")):
+        return None
+    return url
 
 
 # A flood meets the same few answers again and again: build each once.

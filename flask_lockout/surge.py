@@ -9,14 +9,21 @@ decides with :class:`SurgeRecord`, and ``storage/lua/surge.lua`` mirrors it
 on Redis.
 
 - A surge starts when a minute's failures exceed both ``min_failures`` and
-  ``factor`` times the usual failures a minute (a moving average with a
-  time constant of one hour; minutes in a surge are left out, so an attack
-  never raises its own bar). It lasts until failures and refused attempts
-  together stay at or below that threshold for ``cooldown_seconds``.
+  ``factor`` times the usual failures a minute: a moving average with a
+  time constant of one hour, at most :data:`DAY_BOUND` times the average
+  of the day (a moving average with a time constant of a day). Minutes in
+  a surge are left out, and the day's bound keeps an attack that ramps up
+  slowly, just under the bar, from raising the bar with it. A surge lasts
+  until failures and attempts the allowance refused together stay at or
+  below the threshold for ``cooldown_seconds``.
 - During a surge an attempt from a device without a cookie for the account
-  (``exempt`` false) must fit a scope-wide allowance: the usual such
-  attempts a minute outside surges, at least :data:`MIN_ALLOWANCE`. (The
-  per-address and per-network surge limits are ordinary rate-limit keys.)
+  (``exempt`` false) must fit a scope-wide allowance: :data:`PER_SUCCESS`
+  times the usual successes a minute from such devices outside surges (an
+  attack with leaked passwords that fail cannot raise it), at least
+  :data:`MIN_ALLOWANCE` a minute, spread over the minute so that a burst
+  at its start does not take it all. (The per-address and per-network
+  surge limits are ordinary rate-limit keys; their refusals do not keep a
+  surge on, so one address cannot.)
 """
 
 from __future__ import annotations
@@ -29,6 +36,13 @@ from typing import NamedTuple
 MINUTE = 60.0
 #: One finished minute's weight in the usual rates: an hour's moving average.
 USUAL_WEIGHT = 1 / 60
+#: Its weight in the day's average.
+DAY_WEIGHT = 1 / 1440
+#: The usual failures a minute count at most this many times the day's.
+DAY_BOUND = 3
+#: Attempts a minute allowed per usual success from a device without a
+#: cookie: room for typos.
+PER_SUCCESS = 2
 #: Attempts a minute from devices without a cookie that a surge always lets
 #: through, scope-wide, however quiet the scope usually is.
 MIN_ALLOWANCE = 10
@@ -75,10 +89,15 @@ class SurgeRecord:
     #: The minute the counts below belong to (0: none yet).
     minute: int = 0
     failures: int = 0
+    #: Attempts the allowance refused this minute.
     refused: int = 0
+    #: Attempts from devices without a cookie the allowance let through.
     new_devices: int = 0
+    #: Successes from devices without a cookie.
+    new_successes: int = 0
     usual_failures: float = 0.0
-    usual_new_devices: float = 0.0
+    daily_failures: float = 0.0
+    usual_new_successes: float = 0.0
     #: Until when the failures seen keep the surge on.
     hot_until: float = 0.0
     #: Until when an operator's surge lasts.
@@ -94,42 +113,51 @@ class SurgeRecord:
             return
         if self.minute:
             if not self.on:
-                self.usual_failures += (self.failures - self.usual_failures) * (
-                    USUAL_WEIGHT
+                self.usual_failures += (
+                    self.failures - self.usual_failures
+                ) * USUAL_WEIGHT
+                self.daily_failures += (self.failures - self.daily_failures) * (
+                    DAY_WEIGHT
                 )
-                self.usual_new_devices += (
-                    self.new_devices - self.usual_new_devices
+                self.usual_new_successes += (
+                    self.new_successes - self.usual_new_successes
                 ) * USUAL_WEIGHT
             # Minutes without a single attempt count as quiet ones.
             quiet = min(max(minute - self.minute - 1, 0), KEEP_MINUTES)
-            fade = (1 - USUAL_WEIGHT) ** quiet
-            self.usual_failures *= fade
-            self.usual_new_devices *= fade
+            self.usual_failures *= (1 - USUAL_WEIGHT) ** quiet
+            self.daily_failures *= (1 - DAY_WEIGHT) ** quiet
+            self.usual_new_successes *= (1 - USUAL_WEIGHT) ** quiet
         self.minute = minute
-        self.failures = self.refused = self.new_devices = 0
+        self.failures = self.refused = 0
+        self.new_devices = self.new_successes = 0
 
     def threshold(self, rules: SurgeRules) -> int:
         """Failures a minute above which the scope is under a surge."""
-        return max(rules.min_failures, math.floor(rules.factor * self.usual_failures))
+        usual = min(self.usual_failures, DAY_BOUND * self.daily_failures)
+        return max(rules.min_failures, math.floor(rules.factor * usual))
 
     def allowance(self) -> int:
         """Attempts a minute from devices without a cookie during a surge."""
-        return max(MIN_ALLOWANCE, math.ceil(self.usual_new_devices))
+        return max(MIN_ALLOWANCE, math.ceil(PER_SUCCESS * self.usual_new_successes))
 
     def active(self, now: float) -> bool:
         return now < self.hot_until or now < self.manual_until
 
     def check(self, rules: SurgeRules, now: float, exempt: bool) -> SurgeState:
         """Before a reservation: whether a surge is on, and for an attempt
-        that is not ``exempt``, whether the scope's allowance has room."""
+        that is not ``exempt``, whether the allowance has room by now: it
+        opens evenly over the minute, one attempt at a time."""
         self.roll(now)
         event = self._transition(now)
-        active = self.on
-        if active and not exempt and self.new_devices >= self.allowance():
-            self.refused += 1
-            self._heat(rules, now)
-            wait = (self.minute + 1) * MINUTE - now
-            return self._state(rules, now, event, refused=True, retry_after=wait)
+        if self.on and not exempt:
+            allowance = self.allowance()
+            elapsed = now - self.minute * MINUTE
+            if self.new_devices >= math.floor(allowance * elapsed / MINUTE) + 1:
+                self.refused += 1
+                self._heat(rules, now)
+                next_slot = self.new_devices * MINUTE / allowance - elapsed
+                wait = min(max(next_slot, 0.001), MINUTE - elapsed)
+                return self._state(rules, now, event, refused=True, retry_after=wait)
         return self._state(rules, now, event)
 
     def count(self, rules: SurgeRules, now: float, new_device: bool) -> SurgeState:
@@ -141,17 +169,12 @@ class SurgeRecord:
         self._heat(rules, now)
         return self._state(rules, now, self._transition(now))
 
-    def count_refused(self, rules: SurgeRules, now: float) -> SurgeState:
-        """An attempt a surge limit refused keeps the surge on."""
-        self.roll(now)
-        self.refused += 1
-        self._heat(rules, now)
-        return self._state(rules, now, "")
-
-    def succeeded(self, now: float) -> None:
+    def succeeded(self, now: float, new_device: bool) -> None:
         """A success gives its reservation's failure back (in its minute)."""
         self.roll(now)
         self.failures = max(0, self.failures - 1)
+        if new_device:
+            self.new_successes += 1
 
     def start(self, rules: SurgeRules, now: float, seconds: float) -> SurgeState:
         """An operator's surge, for ``seconds``."""

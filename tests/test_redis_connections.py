@@ -215,3 +215,26 @@ def test_an_apps_own_client_in_either_protocol_and_decoding(
     assert storage.token_take("hash") is None
     storage.close()
     client.close()
+
+
+def test_a_bounded_pool_the_app_shares_keeps_room_for_the_app(
+    redis_server: str, redis_prefix: str
+) -> None:
+    pool = redis.ConnectionPool.from_url(redis_server, max_connections=8)
+    client = redis.Redis(connection_pool=pool)
+    storage = RedisStorage(client, prefix=redis_prefix)
+    barrier = threading.Barrier(8)
+
+    def decide() -> None:
+        barrier.wait()
+        storage.lockout_failure(f"k{threading.get_ident()}", POLICY)
+
+    threads = [threading.Thread(target=decide) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # The app's own command still finds a connection.
+    assert client.incr(f"{redis_prefix}:app") == 1
+    storage.close()
+    pool.disconnect()

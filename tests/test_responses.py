@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,26 @@ def test_the_429_format_follows_accept(
     refused = client.post("/login", data={"email": "a@x"}, headers={"Accept": accept})
     assert refused.status_code == 429
     assert (refused.mimetype == "application/json") is as_json
+
+
+@pytest.mark.parametrize(
+    "path", ["/%5Cevil.example/x", "/%09/evil.example/x", "//evil.example/x"]
+)
+def test_the_back_link_never_leads_to_another_host(clock: FakeClock, path: str) -> None:
+    app = Flask(__name__)
+    app.config["LOCKOUT_APP_LIMITS"] = "1/minute"
+    Lockout(app, storage=MemoryStorage(clock=clock))
+
+    @app.get("/<path:page>")
+    def page(page: str) -> str:
+        return page
+
+    client = app.test_client()
+    client.get(path)
+    refused = client.get(path)
+    assert refused.status_code == 429
+    links = re.findall(r'href="([^"]*)"', refused.text)
+    assert all(
+        link.startswith("/") and not link.startswith(("//", "/\\")) and "\t" not in link
+        for link in links
+    ), links

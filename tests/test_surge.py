@@ -27,7 +27,7 @@ from flask_lockout import (
     surge_ended,
     surge_started,
 )
-from flask_lockout.surge import SurgeRules
+from flask_lockout.surge import SurgeRecord, SurgeRules
 
 from .conftest import FakeClock
 
@@ -208,20 +208,69 @@ def test_the_view_is_told_to_show_the_challenge_while_an_attempt_gets_through(
     assert answer.status_code == 401 and answer.json["challenge"] is True
 
 
-def test_the_usual_rate_raises_the_bar(clock: FakeClock) -> None:
-    app = surge_app(MemoryStorage(clock=clock))
-    for minute in range(120):  # two hours of 30 failures a minute
-        clock.now = 1_000_020.0 + 60 * minute
-        stuff(app, 30, start=30 * minute)
-    clock.now = 1_000_020.0 + 60 * 121
-    with app.app_context():
-        lockout: Lockout = app.extensions["lockout"].extension
-        # The usual rate is about 26 a minute by now (an hour's moving
-        # average): 5 x that is the bar, not 60.
-        stuff(app, 125, start=10_000)
-        assert not lockout.surge_active("login")
-        stuff(app, 10, start=20_000)
-        assert lockout.surge_active("login")
+def a_day_of(record: SurgeRecord, now: float, failures: int, successes: int) -> float:
+    """A day of ``failures`` a minute and ``successes`` from new devices."""
+    for _ in range(1440):
+        for _ in range(failures):
+            record.count(RULES, now, True)
+        for _ in range(successes):
+            record.count(RULES, now, True)
+            record.succeeded(now, True)
+        now += 60
+    return now
+
+
+RULES = SurgeRules()
+
+
+def test_the_usual_rate_raises_the_bar() -> None:
+    record = SurgeRecord()
+    now = a_day_of(record, 60.0 * 100_000, failures=30, successes=0)
+    # About 30 a minute is usual by now: 5 x that is the bar, not 60.
+    assert 140 <= record.threshold(RULES) <= 150
+    for _ in range(140):
+        record.count(RULES, now, True)
+    assert not record.on
+    for _ in range(15):
+        record.count(RULES, now, True)
+    assert record.on
+
+
+def test_an_attack_ramping_up_under_the_bar_raises_it_only_slowly() -> None:
+    record = SurgeRecord()
+    now = a_day_of(record, 60.0 * 100_000, failures=3, successes=1)
+    allowance = record.allowance()
+    guesses = 0
+    for _ in range(180):  # three hours exactly at the bar, never above it
+        bar = record.threshold(RULES)
+        for _ in range(bar):
+            record.count(RULES, now, True)
+        guesses += bar
+        assert not record.on
+        now += 60
+    # Bounded by the day's average: a ramp on the hour's alone doubled the
+    # bar every 11 minutes (hundreds of thousands of guesses in 3 hours).
+    assert guesses < 20_000 and record.threshold(RULES) < 200
+    # Failed attempts never raise the allowance: successes teach it.
+    assert record.allowance() == allowance
+
+
+def test_the_allowance_opens_evenly_over_the_minute() -> None:
+    record = SurgeRecord()
+    start = 60.0 * 100_000  # a minute's start
+    record.start(RULES, start, 3600)
+    # A burst at the minute's start takes one attempt, not the minute's ten.
+    burst = []
+    for _ in range(10):
+        burst.append(record.check(RULES, start, False))
+        if not burst[-1].refused:
+            record.count(RULES, start, True)
+    assert [b.refused for b in burst] == [False] + [True] * 9
+    assert 5 < burst[1].retry_after <= 6  # the next one opens 6 s on
+    # Real users arriving every 6 s after it each find room.
+    for second in range(6, 60, 6):
+        assert not record.check(RULES, start + second, False).refused
+        record.count(RULES, start + second, True)
 
 
 @pytest.mark.redis
@@ -342,7 +391,9 @@ surge_ops = st.lists(
     st.one_of(
         st.tuples(st.sampled_from(["check", "check-exempt"]), st.just(0)),
         st.tuples(st.sampled_from(["count", "count-known"]), st.just(0)),
-        st.tuples(st.sampled_from(["refused", "success", "status", "end"]), st.just(0)),
+        st.tuples(
+            st.sampled_from(["success", "success-known", "status", "end"]), st.just(0)
+        ),
         st.tuples(st.just("start"), st.integers(1, 900)),
         st.tuples(st.just("advance"), st.integers(0, 400)),
         st.tuples(st.just("burst"), st.integers(1, 100)),
@@ -391,10 +442,8 @@ def test_the_surge_script_matches_the_model(
                 elif op == "burst":
                     for _ in range(arg):
                         found = store.surge_count("s", rules, True)
-                elif op == "refused":
-                    found = store.surge_refused("s", rules)
-                elif op == "success":
-                    store.surge_succeeded("s", rules)
+                elif op.startswith("success"):
+                    store.surge_succeeded("s", rules, op == "success")
                     found = store.surge_status("s", rules)
                 elif op == "start":
                     found = store.surge_start("s", rules, arg)
@@ -402,7 +451,12 @@ def test_the_surge_script_matches_the_model(
                     found = store.surge_end("s", rules)
                 else:
                     found = store.surge_status("s", rules)
-                answers.append(found._replace(seconds_left=round(found.seconds_left)))
+                answers.append(
+                    found._replace(
+                        seconds_left=round(found.seconds_left),
+                        retry_after=round(found.retry_after),
+                    )
+                )
             assert answers[0] == answers[1], (op, arg)
 
 

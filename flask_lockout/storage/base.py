@@ -68,11 +68,12 @@ class LockoutStorage(Protocol):
         settlements: Sequence[Settlement],
         policy: LockoutConfig,
         token: str,
-        surge: tuple[str, SurgeRules] | None = None,
+        surge: tuple[str, SurgeRules, bool] | None = None,
     ) -> None:
         """End reservation ``token``; ``FAILURE`` needs no call at all. With
-        ``surge`` (a scope and its rules), a success's failure is given back
-        to the scope's surge count in the same round trip."""
+        ``surge`` (a scope, its rules and whether the device had no cookie),
+        a success's failure is given back to the scope's surge count in the
+        same round trip."""
 
     def lockout_failure(self, key: str, policy: LockoutConfig) -> LockState:
         """Count a failure with no reservation (a locked key changes nothing)."""
@@ -164,11 +165,9 @@ class SurgeStorage(Protocol):
     ) -> SurgeState:
         """After a granted reservation: one more failure."""
 
-    def surge_refused(self, scope: str, rules: SurgeRules) -> SurgeState:
-        """An attempt a surge window refused."""
-
-    def surge_succeeded(self, scope: str, rules: SurgeRules) -> None:
-        """A success gives its reservation's failure back."""
+    def surge_succeeded(self, scope: str, rules: SurgeRules, new_device: bool) -> None:
+        """A success gives its reservation's failure back; one from a device
+        without a cookie teaches the allowance."""
 
     def surge_status(self, scope: str, rules: SurgeRules) -> SurgeState:
         """Peek at the scope's surge."""
@@ -359,11 +358,10 @@ def attempt_in_steps(
             ):
                 window = store.rate_limit_hit_many([key], key_limits)
                 if not window.allowed:
-                    after = store.surge_refused(surge.scope, surge.rules)
-                    refused = after._replace(
-                        event=state.event or after.event,
-                        refused=True,
-                        retry_after=window.retry_after,
+                    # Not counted toward keeping the surge on: one address
+                    # refused again and again must not hold it.
+                    refused = state._replace(
+                        refused=True, retry_after=window.retry_after
                     )
                     return AttemptAnswer(result, [], refused)
     reservations = store.lockout_reserve_all(attempts, policy, token, ttl)

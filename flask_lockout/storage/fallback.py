@@ -243,7 +243,7 @@ class FallbackStorage(Storage):
         settlements: Sequence[Settlement],
         policy: LockoutConfig,
         token: str,
-        surge: tuple[str, SurgeRules] | None = None,
+        surge: tuple[str, SurgeRules, bool] | None = None,
     ) -> None:
         if self.mode == "memory" and len(self.memory):
             self.memory.lockout_settle_all(settlements, policy, token, surge)
@@ -311,11 +311,8 @@ class FallbackStorage(Storage):
     ) -> SurgeState:
         return self._read("surge_count", scope, rules, new_device)  # type: ignore[no-any-return]
 
-    def surge_refused(self, scope: str, rules: SurgeRules) -> SurgeState:
-        return self._read("surge_refused", scope, rules)  # type: ignore[no-any-return]
-
-    def surge_succeeded(self, scope: str, rules: SurgeRules) -> None:
-        self._read("surge_succeeded", scope, rules)
+    def surge_succeeded(self, scope: str, rules: SurgeRules, new_device: bool) -> None:
+        self._read("surge_succeeded", scope, rules, new_device)
 
     def surge_status(self, scope: str, rules: SurgeRules) -> SurgeState:
         return self._read("surge_status", scope, rules)  # type: ignore[no-any-return]

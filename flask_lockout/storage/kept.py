@@ -34,6 +34,12 @@ class KeptConnections:
         self._kept: list[Any] = []
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        # A pool the app bounds and shares: keep at most a quarter of it, so
+        # the app's own commands still find a connection.
+        bound = getattr(pool, "max_connections", None)
+        self._most = (
+            MAX_KEPT if not isinstance(bound, int) else min(MAX_KEPT, bound // 4)
+        )
         # valkey's pool (and redis-py's before 5.3) wants a command name.
         command_name = inspect.signature(pool.get_connection).parameters.get(
             "command_name"
@@ -110,7 +116,7 @@ class KeptConnections:
         return connection
 
     def _keep(self, connection: Any) -> None:
-        if len(self._kept) < MAX_KEPT and self._pid == os.getpid():
+        if len(self._kept) < self._most and self._pid == os.getpid():
             self._kept.append(connection)
         else:
             self.pool.release(connection)

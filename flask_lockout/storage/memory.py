@@ -315,7 +315,7 @@ class MemoryStorage(Storage):
         settlements: Sequence[Settlement],
         policy: LockoutConfig,
         token: str,
-        surge: tuple[str, SurgeRules] | None = None,
+        surge: tuple[str, SurgeRules, bool] | None = None,
     ) -> None:
         with self._lock:
             now = self.clock()
@@ -527,15 +527,10 @@ class MemoryStorage(Storage):
             now = self.clock()
             return self._surge(scope, now).count(rules, now, new_device)
 
-    def surge_refused(self, scope: str, rules: SurgeRules) -> SurgeState:
+    def surge_succeeded(self, scope: str, rules: SurgeRules, new_device: bool) -> None:
         with self._lock:
             now = self.clock()
-            return self._surge(scope, now).count_refused(rules, now)
-
-    def surge_succeeded(self, scope: str, rules: SurgeRules) -> None:
-        with self._lock:
-            now = self.clock()
-            self._surge(scope, now).succeeded(now)
+            self._surge(scope, now).succeeded(now, new_device)
 
     def surge_status(self, scope: str, rules: SurgeRules) -> SurgeState:
         with self._lock:

@@ -308,7 +308,7 @@ class RedisStorage(Storage):
         settlements: Sequence[Settlement],
         policy: LockoutConfig,
         token: str,
-        surge: tuple[str, SurgeRules] | None = None,
+        surge: tuple[str, SurgeRules, bool] | None = None,
     ) -> None:
         by_op: dict[str, list[Settlement]] = {}
         for settlement in settlements:
@@ -320,9 +320,10 @@ class RedisStorage(Storage):
             for call in self._lockout_calls(op, items, policy, token)
         ]
         if surge is not None:
-            scope, rules = surge
+            scope, rules, new_device = surge
             record = self.storage_key(scope, "surge")
-            calls.append(("surge", [record], ["success", *_rules_args(rules), ""]))
+            flag = "1" if new_device else "0"
+            calls.append(("surge", [record], ["success", *_rules_args(rules), flag]))
         if calls:
             # A give-back sent twice would give back twice: never replayed
             # here (the script also ignores a token it has applied).
@@ -527,11 +528,8 @@ class RedisStorage(Storage):
     ) -> SurgeState:
         return self._surge("count", scope, rules, "1" if new_device else "0")
 
-    def surge_refused(self, scope: str, rules: SurgeRules) -> SurgeState:
-        return self._surge("refused", scope, rules)
-
-    def surge_succeeded(self, scope: str, rules: SurgeRules) -> None:
-        self._surge("success", scope, rules)
+    def surge_succeeded(self, scope: str, rules: SurgeRules, new_device: bool) -> None:
+        self._surge("success", scope, rules, "1" if new_device else "0")
 
     def surge_status(self, scope: str, rules: SurgeRules) -> SurgeState:
         return self._surge("status", scope, rules)

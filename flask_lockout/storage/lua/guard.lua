@@ -63,13 +63,11 @@ if surge_keys > 0 then
       local window_args = slice(sa, at + 1, 1 + 2 * windows)
       local answer = rate_limit(window_keys, window_args, now)
       if string.sub(answer, 1, 1) == '0' then
-        local after = surge(record, {'refused', sa[1], sa[2], sa[3]}, now)
-        -- Refused, with the window's wait ("0 0 retry_ms ...").
+        -- Refused, with the window's wait ("0 0 retry_ms ..."); not counted
+        -- toward keeping the surge on: one address must not hold it.
         local retry_ms = string.match(answer, '^0 0 (%d+)')
-        local a = {}
-        for word in string.gmatch(after, '%S+') do a[#a + 1] = word end
-        local refused = string.format('%s %s %s %s 1 %s %s', a[1], a[2], a[3],
-          words[4], retry_ms, a[7])
+        local refused = string.format('%s %s %s %s 1 %s %s', words[1], words[2],
+          words[3], words[4], retry_ms, words[7])
         return limit .. '|' .. refused .. '|'
       end
       at, key_at = at + 2 + 2 * windows, key_at + windows

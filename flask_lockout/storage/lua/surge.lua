@@ -1,17 +1,18 @@
 -- One scope's surge record on Redis server time; mirrors
 -- flask_lockout.surge.SurgeRecord (which explains the rules), in ms.
 -- KEYS[1]: the record hash: m the minute its counts belong to, f failures,
--- r refused attempts and n attempts from devices without a cookie in that
--- minute, uf and un the usual failures and such attempts a minute (moving
--- averages, as %.17g text), h until when the failures seen keep a surge on,
--- mu until when an operator's surge lasts, on 1 while a surge was on at the
--- last decision.
+-- r attempts the allowance refused, n attempts it let through and s
+-- successes from devices without a cookie in that minute; uf, df and us
+-- the usual failures a minute, the day's and the usual such successes
+-- (moving averages, as %.17g text); h until when the failures seen keep a
+-- surge on, mu until when an operator's surge lasts, on 1 while a surge was
+-- on at the last decision.
 -- ARGV: op, min_failures, factor, cooldown_ms, then the op's own argument:
 --   check: 1 when the attempt is exempt from the allowance (a known device
 --          or a passed challenge);
---   count: 1 for an attempt from a device without a cookie;
+--   count, success: 1 for an attempt from a device without a cookie;
 --   start: the operator's surge length in ms;
---   refused, success, status, end: none.
+--   status, end: none.
 -- now: the server time in ms when guard.lua calls this body, else nil.
 -- Returns "active failures threshold event refused retry_ms left_ms" (left:
 -- how long the surge lasts if nothing keeps it on), with
@@ -23,8 +24,8 @@ if not now then
 end
 
 local MINUTE_MS = 60000
-local USUAL_WEIGHT = 1 / 60
-local MIN_ALLOWANCE = 10
+local USUAL_WEIGHT, DAY_WEIGHT, DAY_BOUND = 1 / 60, 1 / 1440, 3
+local MIN_ALLOWANCE, PER_SUCCESS = 10, 2
 local KEEP_MINUTES = 360
 
 local op = ARGV[1]
@@ -32,14 +33,15 @@ local min_failures, factor = tonumber(ARGV[2]), tonumber(ARGV[3])
 local cooldown_ms, op_arg = tonumber(ARGV[4]), ARGV[5]
 local record = KEYS[1]
 
-local h = redis.call('HMGET', record, 'm', 'f', 'r', 'n', 'uf', 'un', 'h', 'mu',
-  'on')
+local h = redis.call('HMGET', record, 'm', 'f', 'r', 'n', 's', 'uf', 'df', 'us',
+  'h', 'mu', 'on')
 local minute = tonumber(h[1]) or 0
 local failures, refused = tonumber(h[2]) or 0, tonumber(h[3]) or 0
-local new_devices = tonumber(h[4]) or 0
-local usual_failures, usual_new = tonumber(h[5]) or 0, tonumber(h[6]) or 0
-local hot_until, manual_until = tonumber(h[7]) or 0, tonumber(h[8]) or 0
-local on = h[9] == '1'
+local new_devices, new_successes = tonumber(h[4]) or 0, tonumber(h[5]) or 0
+local usual_failures, daily_failures = tonumber(h[6]) or 0, tonumber(h[7]) or 0
+local usual_successes = tonumber(h[8]) or 0
+local hot_until, manual_until = tonumber(h[9]) or 0, tonumber(h[10]) or 0
+local on = h[11] == '1'
 
 -- Move to this minute, folding the finished one into the usual rates
 -- unless it was spent in a surge; minutes without an attempt are quiet.
@@ -49,18 +51,22 @@ local function roll()
   if minute ~= 0 then
     if not on then
       usual_failures = usual_failures + (failures - usual_failures) * USUAL_WEIGHT
-      usual_new = usual_new + (new_devices - usual_new) * USUAL_WEIGHT
+      daily_failures = daily_failures + (failures - daily_failures) * DAY_WEIGHT
+      usual_successes = usual_successes
+        + (new_successes - usual_successes) * USUAL_WEIGHT
     end
     local quiet = math.min(math.max(this_minute - minute - 1, 0), KEEP_MINUTES)
-    local fade = (1 - USUAL_WEIGHT) ^ quiet
-    usual_failures, usual_new = usual_failures * fade, usual_new * fade
+    usual_failures = usual_failures * (1 - USUAL_WEIGHT) ^ quiet
+    daily_failures = daily_failures * (1 - DAY_WEIGHT) ^ quiet
+    usual_successes = usual_successes * (1 - USUAL_WEIGHT) ^ quiet
   end
   minute = this_minute
-  failures, refused, new_devices = 0, 0, 0
+  failures, refused, new_devices, new_successes = 0, 0, 0, 0
 end
 
 local function threshold()
-  return math.max(min_failures, math.floor(factor * usual_failures))
+  local usual = math.min(usual_failures, DAY_BOUND * daily_failures)
+  return math.max(min_failures, math.floor(factor * usual))
 end
 
 local function active()
@@ -91,9 +97,10 @@ local function save()
   if on then on_text = '1' end
   redis.call('HSET', record, 'm', string.format('%d', minute),
     'f', string.format('%d', failures), 'r', string.format('%d', refused),
-    'n', string.format('%d', new_devices),
+    'n', string.format('%d', new_devices), 's', string.format('%d', new_successes),
     'uf', string.format('%.17g', usual_failures),
-    'un', string.format('%.17g', usual_new),
+    'df', string.format('%.17g', daily_failures),
+    'us', string.format('%.17g', usual_successes),
     'h', string.format('%d', hot_until), 'mu', string.format('%d', manual_until),
     'on', on_text)
   local keep = math.max(now + KEEP_MINUTES * MINUTE_MS, hot_until, manual_until)
@@ -109,14 +116,20 @@ end
 
 roll()
 
+-- The allowance opens evenly over the minute, one attempt at a time.
 if op == 'check' then
   local event = transition()
-  local allowance = math.max(MIN_ALLOWANCE, math.ceil(usual_new))
-  if on and op_arg ~= '1' and new_devices >= allowance then
-    refused = refused + 1
-    heat()
-    save()
-    return reply(event, 1, (minute + 1) * MINUTE_MS - now, on)
+  if on and op_arg ~= '1' then
+    local allowance = math.max(MIN_ALLOWANCE, math.ceil(PER_SUCCESS * usual_successes))
+    local elapsed = now - minute * MINUTE_MS
+    if new_devices >= math.floor(allowance * elapsed / MINUTE_MS) + 1 then
+      refused = refused + 1
+      heat()
+      save()
+      local next_slot = new_devices * MINUTE_MS / allowance - elapsed
+      local wait = math.min(math.max(next_slot, 1), MINUTE_MS - elapsed)
+      return reply(event, 1, math.ceil(wait), on)
+    end
   end
   if event ~= 0 then save() end
   return reply(event, 0, 0, on)
@@ -131,15 +144,9 @@ if op == 'count' then
   return reply(event, 0, 0, on)
 end
 
-if op == 'refused' then
-  refused = refused + 1
-  heat()
-  save()
-  return reply(0, 0, 0, on)
-end
-
 if op == 'success' then
   failures = math.max(0, failures - 1)
+  if op_arg == '1' then new_successes = new_successes + 1 end
   save()
   return reply(0, 0, 0, on)
 end
