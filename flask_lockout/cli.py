@@ -261,7 +261,8 @@ def policy() -> None:
             f" {surge.factor:g} x the scope's usual rate; then devices without"
             f" a cookie get {';'.join(map(str, surge.limits))} per address,"
             f" {';'.join(map(str, surge.network_limits))} per network and the"
-            " scope's usual new-device rate (at least 10 a minute)."
+            " scope's allowance (twice its usual new-device successes a minute,"
+            " at least 10)."
         )
     else:
         click.echo("Surges: off (LOCKOUT_SURGE = False).")
