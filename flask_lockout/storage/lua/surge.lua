@@ -42,6 +42,11 @@ local usual_failures, daily_failures = tonumber(h[6]) or 0, tonumber(h[7]) or 0
 local usual_successes = tonumber(h[8]) or 0
 local hot_until, manual_until = tonumber(h[9]) or 0, tonumber(h[10]) or 0
 local on = h[11] == '1'
+-- The values as read: a save writes only what changed (within a minute, a
+-- count is one field or two).
+local read = {minute, failures, refused, new_devices, new_successes,
+  hot_until, manual_until, on}
+local rolled = false
 
 -- Move to this minute, folding the finished one into the usual rates
 -- unless it was spent in a surge; minutes without an attempt are quiet.
@@ -62,6 +67,7 @@ local function roll()
   end
   minute = this_minute
   failures, refused, new_devices, new_successes = 0, 0, 0, 0
+  rolled = true
 end
 
 local function threshold()
@@ -93,18 +99,38 @@ local function transition()
 end
 
 local function save()
-  local on_text = '0'
-  if on then on_text = '1' end
-  redis.call('HSET', record, 'm', string.format('%d', minute),
-    'f', string.format('%d', failures), 'r', string.format('%d', refused),
-    'n', string.format('%d', new_devices), 's', string.format('%d', new_successes),
-    'uf', string.format('%.17g', usual_failures),
-    'df', string.format('%.17g', daily_failures),
-    'us', string.format('%.17g', usual_successes),
-    'h', string.format('%d', hot_until), 'mu', string.format('%d', manual_until),
-    'on', on_text)
-  local keep = math.max(now + KEEP_MINUTES * MINUTE_MS, hot_until, manual_until)
-  redis.call('PEXPIREAT', record, string.format('%d', keep))
+  local writes = {}
+  local function changed(name, value, before, format)
+    if rolled or value ~= before then
+      writes[#writes + 1] = name
+      writes[#writes + 1] = string.format(format, value)
+    end
+  end
+  changed('m', minute, read[1], '%d')
+  changed('f', failures, read[2], '%d')
+  changed('r', refused, read[3], '%d')
+  changed('n', new_devices, read[4], '%d')
+  changed('s', new_successes, read[5], '%d')
+  changed('h', hot_until, read[6], '%d')
+  changed('mu', manual_until, read[7], '%d')
+  if rolled or on ~= read[8] then
+    writes[#writes + 1] = 'on'
+    writes[#writes + 1] = on and '1' or '0'
+  end
+  if rolled then
+    -- The usual rates move once a minute, with the roll.
+    writes[#writes + 1] = 'uf'
+    writes[#writes + 1] = string.format('%.17g', usual_failures)
+    writes[#writes + 1] = 'df'
+    writes[#writes + 1] = string.format('%.17g', daily_failures)
+    writes[#writes + 1] = 'us'
+    writes[#writes + 1] = string.format('%.17g', usual_successes)
+  end
+  if #writes > 0 then redis.call('HSET', record, unpack(writes)) end
+  if rolled or hot_until ~= read[6] or manual_until ~= read[7] then
+    local keep = math.max(now + KEEP_MINUTES * MINUTE_MS, hot_until, manual_until)
+    redis.call('PEXPIREAT', record, string.format('%d', keep))
+  end
 end
 
 local function reply(event, is_refused, retry_ms, is_active)
