@@ -17,6 +17,7 @@ Run an old commit with ``git worktree add /tmp/old 7ffca6f`` and
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -276,3 +277,19 @@ class CountingProxy:
     def close(self) -> None:
         self._closed = True
         self._server.close()
+
+
+@functools.cache
+def knows_setting(package: str, key: str) -> bool:
+    """Whether the flask_lockout of the checkout at ``package`` has the
+    setting ``key`` (an old tree warns about keys it does not know)."""
+    code = "import sys, flask_lockout.config as c; print(sys.argv[1] in c.DEFAULTS)"
+    out = subprocess.run(
+        [sys.executable, "-c", code, key],
+        env={**os.environ, "PYTHONPATH": package},
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.strip() == "True"

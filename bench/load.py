@@ -68,7 +68,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import redis
-from benchlib import describe, free_port, spread, start_redis
+from benchlib import describe, free_port, knows_setting, spread, start_redis
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 
@@ -139,7 +139,8 @@ class Server:
             "FLASK_LOCKOUT_STORAGE_URI": args.redis,
             "FLASK_LOCKOUT_KEY_PREFIX": prefix,
         }
-        if self.scenario.startswith("flood"):
+        flood = self.scenario.startswith("flood")
+        if flood:
             env.update(
                 FLASK_LOCKOUT_MAX_FAILURES="3",
                 FLASK_LOCKOUT_BASE_LOCK_SECONDS="3600",
@@ -147,6 +148,15 @@ class Server:
             )
         else:
             env["FLASK_LOCKOUT_MAX_FAILURES"] = str(10**9)
+        package = self.pythonpath or os.path.dirname(BENCH)
+        if knows_setting(package, "LOCKOUT_IP_MAX_FAILURES"):
+            # ip keys have their own count: lock the address in a flood, as
+            # before, and never in the throughput rounds.
+            env["FLASK_LOCKOUT_IP_MAX_FAILURES"] = "3" if flood else str(10**9)
+        if knows_setting(package, "LOCKOUT_SURGE"):
+            # Counted on every decision, as shipped, but never started: one
+            # address's flood is not the attack a surge is for.
+            env["FLASK_LOCKOUT_SURGE_MIN_FAILURES"] = str(10**9)
         paths = [p for p in (self.pythonpath, BENCH) if p]
         env["PYTHONPATH"] = os.pathsep.join(paths)
         return env
