@@ -40,15 +40,15 @@ if rate_keys > 0 then
   if string.sub(limit, 1, 1) == '0' then return limit .. '||' end
 end
 
-local state = ''
-local surge_rules = {}
+local state, count = '', nil
 if surge_keys > 0 then
-  local record = {sk[1]}
   local known_device, challenge_passed = sa[4], sa[5]
-  surge_rules = {sa[1], sa[2], sa[3]}
   local exempt = '0'
   if known_device == '1' or challenge_passed == '1' then exempt = '1' end
-  state = surge(record, {'check', sa[1], sa[2], sa[3], exempt}, now)
+  -- The record is read once: the check hands back the count to make after
+  -- the reservation.
+  state, count = surge({sk[1]}, {'check', sa[1], sa[2], sa[3], exempt, 'count'},
+    now)
   -- "active failures threshold event refused retry_ms left_ms"
   local words = {}
   for word in string.gmatch(state, '%S+') do words[#words + 1] = word end
@@ -83,16 +83,7 @@ for word in string.gmatch(string.match(replies, '^[^;]*'), '%S+') do
   if position % 3 == 0 and word ~= '1' then all_granted = false end
   position = position + 1
 end
-if surge_keys > 0 and all_granted then
-  local new_device = '1'
-  if sa[4] == '1' then new_device = '0' end
-  local counted = surge({sk[1]},
-    {'count', surge_rules[1], surge_rules[2], surge_rules[3], new_device}, now)
-  -- The check's start or end, unless the count saw one itself.
-  if string.match(counted, '^%S+ %S+ %S+ 0 ') then
-    local event = string.match(state, '^%S+ %S+ %S+ (%S+) ')
-    counted = string.gsub(counted, '^(%S+ %S+ %S+) 0 ', '%1 ' .. event .. ' ')
-  end
-  state = counted
+if count and all_granted then
+  state = count(sa[4] ~= '1')  -- a device without a cookie is a new one
 end
 return limit .. '|' .. state .. '|' .. replies

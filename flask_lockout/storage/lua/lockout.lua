@@ -286,74 +286,67 @@ local function load()
 end
 
 -- One function per operation, on the key loaded; each returns its reply
--- (and reserve the receipt).
-local operations = {}
-
-function operations.status()
-  return reply()
-end
-
-function operations.failure()
-  count_failure()
-  save()
-  return reply()
-end
-
-function operations.reserve(stored)
-  if lu > now then return string.format('0 1 %d', retry_after()), '' end
-  local lock_before = n
-  count_failure()
-  local issued = issue_receipt(n > lock_before, stored, save())
-  if lu > now then return string.format('1 1 %d', retry_after()), issued end
-  return '1 0 0', issued
-end
-
--- End the current lock; probation stays, so backoff keeps growing.
-function operations.unlock()
-  if lu > now then lu = now end
-  f = 0
-  save()
-  return reply()
-end
-
-function operations.release()
-  release(false)
-  save()
-  return reply()
-end
-
-function operations.unknown()
-  release(true)
-  save()
-  return reply()
-end
-
--- Give the attempt back and forgive the failures typed with this
--- spelling; when they are all of them, forget the key.
-function operations.success()
-  release(false)
-  local mine = 0
-  if spelling ~= '' then
-    mine = tonumber(redis.call('HGET', state_key, 's:' .. spelling)) or 0
+-- (and reserve the receipt). Only the one asked for is made: Lua makes a
+-- function anew on every call of a script.
+local operation
+if op == 'status' then
+  operation = function()
+    return reply()
   end
-  if mine > 0 and mine >= total then
-    f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
-    redis.call('DEL', state_key)
-    forget_stored()
-    had_expiry = nil
+elseif op == 'failure' then
+  operation = function()
+    count_failure()
     save()
-    return '0 0 0 0'
+    return reply()
   end
-  if mine > 0 then
-    f, total = math.max(0, f - mine), total - mine
-    redis.call('HDEL', state_key, 's:' .. spelling)
+elseif op == 'reserve' then
+  operation = function(stored)
+    if lu > now then return string.format('0 1 %d', retry_after()), '' end
+    local lock_before = n
+    count_failure()
+    local issued = issue_receipt(n > lock_before, stored, save())
+    if lu > now then return string.format('1 1 %d', retry_after()), issued end
+    return '1 0 0', issued
   end
-  save()
-  return reply()
-end
-
-local operation = operations[op]
-if not operation then
+elseif op == 'unlock' then
+  -- End the current lock; probation stays, so backoff keeps growing.
+  operation = function()
+    if lu > now then lu = now end
+    f = 0
+    save()
+    return reply()
+  end
+elseif op == 'release' or op == 'unknown' then
+  operation = function()
+    release(op == 'unknown')
+    save()
+    return reply()
+  end
+elseif op == 'success' then
+  -- Give the attempt back and forgive the failures typed with this
+  -- spelling; when they are all of them, forget the key.
+  operation = function()
+    release(false)
+    local mine = 0
+    if spelling ~= '' then
+      mine = tonumber(redis.call('HGET', state_key, 's:' .. spelling)) or 0
+    end
+    if mine > 0 and mine >= total then
+      f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
+      redis.call('DEL', state_key)
+      forget_stored()
+      had_expiry = nil
+      save()
+      return '0 0 0 0'
+    end
+    if mine > 0 then
+      f, total = math.max(0, f - mine), total - mine
+      redis.call('HDEL', state_key, 's:' .. spelling)
+    end
+    save()
+    return reply()
+  end
+else
   return redis.error_reply('unknown lockout operation ' .. tostring(op))
 end
 

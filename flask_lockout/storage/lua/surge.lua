@@ -7,7 +7,9 @@
 -- (moving averages, as %.17g text); h until when the failures seen keep a
 -- surge on, mu until when an operator's surge lasts, on 1 while a surge was
 -- on at the last decision.
--- ARGV: op, min_failures, factor, cooldown_ms, then the op's own argument:
+-- ARGV: op, min_failures, factor, cooldown_ms, then the op's own argument
+-- (and, for check called from guard.lua, 'count' last: the reply then comes
+-- with a function that counts the attempt on the record already read):
 --   check: 1 when the attempt is exempt from the allowance (a known device
 --          or a passed challenge);
 --   count, success: 1 for an attempt from a device without a cookie;
@@ -98,21 +100,23 @@ local function transition()
   return 2
 end
 
+-- Queue a field for the next HSET when it changed (or the minute rolled).
+local function changed(writes, name, value, before, format)
+  if rolled or value ~= before then
+    writes[#writes + 1] = name
+    writes[#writes + 1] = string.format(format, value)
+  end
+end
+
 local function save()
   local writes = {}
-  local function changed(name, value, before, format)
-    if rolled or value ~= before then
-      writes[#writes + 1] = name
-      writes[#writes + 1] = string.format(format, value)
-    end
-  end
-  changed('m', minute, read[1], '%d')
-  changed('f', failures, read[2], '%d')
-  changed('r', refused, read[3], '%d')
-  changed('n', new_devices, read[4], '%d')
-  changed('s', new_successes, read[5], '%d')
-  changed('h', hot_until, read[6], '%d')
-  changed('mu', manual_until, read[7], '%d')
+  changed(writes, 'm', minute, read[1], '%d')
+  changed(writes, 'f', failures, read[2], '%d')
+  changed(writes, 'r', refused, read[3], '%d')
+  changed(writes, 'n', new_devices, read[4], '%d')
+  changed(writes, 's', new_successes, read[5], '%d')
+  changed(writes, 'h', hot_until, read[6], '%d')
+  changed(writes, 'mu', manual_until, read[7], '%d')
   if rolled or on ~= read[8] then
     writes[#writes + 1] = 'on'
     writes[#writes + 1] = on and '1' or '0'
@@ -158,6 +162,18 @@ if op == 'check' then
     end
   end
   if event ~= 0 then save() end
+  if ARGV[6] == 'count' then
+    local function count(new_device)
+      failures = failures + 1
+      if new_device then new_devices = new_devices + 1 end
+      heat()
+      local counted_event = transition()
+      if counted_event == 0 then counted_event = event end
+      save()
+      return reply(counted_event, 0, 0, on)
+    end
+    return reply(event, 0, 0, on), count
+  end
   return reply(event, 0, 0, on)
 end
 
