@@ -249,7 +249,12 @@ def _surge_ask(
     if not surge.enabled:
         return None
     passed = False
-    if challenge is not None and not known_device and state.surge_believed(scope):
+    if known_device or not state.surge_believed(scope):
+        # No surge known here: the allowance still applies if one started
+        # elsewhere; the address's and network's windows from the next
+        # decision on, once this process has seen it.
+        return SurgeAsk(scope, state.surge_rules, known_device, False)
+    if challenge is not None:
         passed = bool(challenge())
         request_state()["challenge_passed"] = passed
     return SurgeAsk(

@@ -132,11 +132,12 @@ class SurgeAsk(NamedTuple):
     known_device: bool
     #: The attempt passed the app's step-up challenge: no surge limit.
     challenge_passed: bool
-    #: The attempt's surge windows: its address's, then its network's.
-    address_key: str
-    address_limits: Sequence[Limit]
-    network_key: str
-    network_limits: Sequence[Limit]
+    #: The attempt's surge windows, its address's then its network's (None
+    #: when the asking process knows of no surge: the allowance alone).
+    address_key: str | None = None
+    address_limits: Sequence[Limit] = ()
+    network_key: str | None = None
+    network_limits: Sequence[Limit] = ()
 
     @property
     def exempt(self) -> bool:
@@ -356,6 +357,8 @@ def attempt_in_steps(
                 (surge.address_key, surge.address_limits),
                 (surge.network_key, surge.network_limits),
             ):
+                if key is None:
+                    continue
                 window = store.rate_limit_hit_many([key], key_limits)
                 if not window.allowed:
                     # Not counted toward keeping the surge on: one address

@@ -12,12 +12,17 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 #: Connections kept between decisions, at most: about one per thread that
 #: decides at once. More go back to the pool.
 MAX_KEPT = 8
+#: A kept connection idle longer than this is checked before use, as the
+#: pool checks on checkout; one used more recently is sent to at once (the
+#: client's retry policy covers a server that closed it meanwhile).
+CHECK_AFTER_SECONDS = 1.0
 
 
 class KeptConnections:
@@ -31,7 +36,8 @@ class KeptConnections:
     def __init__(self, pool: Any, response_error: type[Exception]) -> None:
         self.pool = pool
         self._response_error = response_error
-        self._kept: list[Any] = []
+        #: (connection, when it was last used)
+        self._kept: list[tuple[Any, float]] = []
         self._pid = os.getpid()
         self._lock = threading.Lock()
         # A pool the app bounds and shares: keep at most a quarter of it, so
@@ -59,7 +65,7 @@ class KeptConnections:
             give-back): the client's retry policy is not applied to them, as
             a retry after a lost reply would send them again.
         """
-        connection = self._take()
+        connection = self._take(check=not replayable)
         replies: list[Any]
         try:
             if replayable:
@@ -95,16 +101,18 @@ class KeptConnections:
                 replies.append(error)
         return replies
 
-    def _take(self) -> Any:
+    def _take(self, check: bool) -> Any:
         if self._pid != os.getpid():
             # A forked child (also where no fork hooks run, as under uWSGI):
             # the parent's sockets are not ours to use.
             with self._lock:
                 self._kept, self._pid = [], os.getpid()
         try:
-            connection = self._kept.pop()
+            connection, used = self._kept.pop()
         except IndexError:
             return self.pool.get_connection(*self._checkout_args)
+        if not check and time.monotonic() - used < CHECK_AFTER_SECONDS:
+            return connection
         # As the pool checks on checkout: a socket the server closed while
         # it was kept (a restart, an idle timeout) reads as ready.
         try:
@@ -117,7 +125,7 @@ class KeptConnections:
 
     def _keep(self, connection: Any) -> None:
         if len(self._kept) < self._most and self._pid == os.getpid():
-            self._kept.append(connection)
+            self._kept.append((connection, time.monotonic()))
         else:
             self.pool.release(connection)
 
@@ -125,7 +133,7 @@ class KeptConnections:
         """Give every kept connection back to the pool, disconnected."""
         with self._lock:
             kept, self._kept = self._kept, []
-        for connection in kept:
+        for connection, _ in kept:
             connection.disconnect()
             self.pool.release(connection)
 

@@ -504,6 +504,9 @@ class RedisStorage(Storage):
             (surge.address_key, surge.address_limits),
             (surge.network_key, surge.network_limits),
         ):
+            if key is None:
+                args += [0, 0]  # no windows (and none reported)
+                continue
             _, names, window_args = self._rate_limit_call([key], key_limits)
             keys += names
             args += [len(names), *window_args]

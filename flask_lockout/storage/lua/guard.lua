@@ -59,9 +59,12 @@ if surge_keys > 0 then
     local at, key_at = 6, 2
     for _ = 1, 2 do
       local windows = tonumber(sa[at])
-      local window_keys = slice(sk, key_at, windows)
-      local window_args = slice(sa, at + 1, 1 + 2 * windows)
-      local answer = rate_limit(window_keys, window_args, now)
+      local answer = '1'
+      if windows > 0 then
+        local window_keys = slice(sk, key_at, windows)
+        local window_args = slice(sa, at + 1, 1 + 2 * windows)
+        answer = rate_limit(window_keys, window_args, now)
+      end
       if string.sub(answer, 1, 1) == '0' then
         -- Refused, with the window's wait ("0 0 retry_ms ..."); not counted
         -- toward keeping the surge on: one address must not hold it.
