@@ -80,13 +80,16 @@ end
 
 local replies = lockout(lk, la, now)
 if type(replies) == 'table' then return replies end  -- an error reply
--- "granted locked retry" for each key, then the receipts after ";".
-local all_granted, position = true, 0
-for word in string.gmatch(string.match(replies, '^[^;]*'), '%S+') do
-  if position % 3 == 0 and word ~= '1' then all_granted = false end
-  position = position + 1
-end
-if count and all_granted then
-  state = count(sa[4] ~= '1')  -- a device without a cookie is a new one
+if count then
+  -- "granted locked retry" for each key, then the receipts after ";": the
+  -- attempt counts once every key granted it.
+  local all_granted, position = true, 0
+  for word in string.gmatch(string.match(replies, '^[^;]*'), '%S+') do
+    if position % 3 == 0 and word ~= '1' then all_granted = false end
+    position = position + 1
+  end
+  if all_granted then
+    state = count(sa[4] ~= '1')  -- a device without a cookie is a new one
+  end
 end
 return limit .. '|' .. state .. '|' .. replies
