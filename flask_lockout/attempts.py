@@ -165,7 +165,7 @@ def reserve(
         keys = _device_keys(scope, keys, nonce)
     if known:
         for kv in keys:
-            _refuse_if_cached(state, kv.key, pending)
+            _refuse_if_cached(state, kv.key)
     surge = _surge_ask(state, scope, nonce is not None, challenge)
     token = reservation_token()
     answer = _decide(state, keys, token, pending, surge, nonce)
@@ -195,7 +195,7 @@ def _refuse_known_addresses(
         if spec.source != "ip":
             break
         for kv in spec.read(scope):
-            _refuse_if_cached(state, kv.key, pending)
+            _refuse_if_cached(state, kv.key)
 
 
 def _has_device_cookie(state: AppState) -> bool:
@@ -346,7 +346,7 @@ def _refuse_if_any_refused(
     raise TooManyAttempts(max(answer.retry_after for _, answer in refused))
 
 
-def _refuse_if_cached(state: AppState, key: str, pending: DeferredLimit | None) -> None:
+def _refuse_if_cached(state: AppState, key: str) -> None:
     """Raise the 429 for a key this process knows to be locked."""
     cached = state.refusals.retry_after(key)
     if not cached:
