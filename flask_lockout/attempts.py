@@ -76,8 +76,8 @@ class DeferredLimit(NamedTuple):
         if addresses_only:
             specs = tuple(spec for spec in specs if spec.source == "ip")
         read = [kv for spec in specs for kv in spec.read(self.scope)]
-        if device is None and not addresses_only and _has_device_cookie(state):
-            device = _device_nonce(self.scope, read)
+        if device is None and not addresses_only:
+            device = _device_of(state, self.scope, read)[1]
         refusals = state.refusals
         keys = []
         for kv in read:
@@ -189,7 +189,7 @@ def _refuse_known_addresses(
 ) -> None:
     if pending is not None:
         pending.keys(state, addresses_only=True)
-    if state.device_cookies and COOKIE_NAME in request.cookies:
+    if _has_device_cookie(state):
         return  # a device may stand in for the address: read the account
     for spec in specs:
         if spec.source != "ip":
@@ -209,11 +209,6 @@ def _account_of(scope: str, keys: Sequence[KeyValue]) -> str | None:
     if not accounts:
         return None
     return "\0".join([scope, *(f"{kv.key}\0{kv.spelling}" for kv in accounts)])
-
-
-def _device_nonce(scope: str, keys: Sequence[KeyValue]) -> str | None:
-    account = _account_of(scope, keys)
-    return device_nonce(account) if account is not None else None
 
 
 def _device_of(

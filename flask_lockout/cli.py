@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 
 from .errors import StorageError
 from .events import event_line
-from .keys import canonical_key
+from .keys import canonical_key, named_scope
 from .limits import Limit
 from .lockout import LoginLockout
 from .policy import BACKOFF_SCHEDULE_LENGTH, LockoutConfig, LockState, whole_seconds
@@ -350,12 +350,12 @@ def surge() -> None:
 
 
 def _surge_scope(text: str) -> str:
-    if not text or ":" in text or len(text) > 200:
+    try:
+        return named_scope(text)
+    except ValueError as exc:
         raise click.UsageError(
-            f"{text!r} is not a scope: give the name of a @lockout_on_failure"
-            " scope, such as login."
-        )
-    return text
+            f"{exc} Give the scope of a @lockout_on_failure view."
+        ) from exc
 
 
 def _surge_command(scope: str, act: Callable[[AppState, str], None]) -> str:

@@ -15,7 +15,7 @@ from . import attempts, decorators, signals
 from .client_ip import current_client_network
 from .config import DEFAULTS, Settings
 from .errors import ConfigurationError, Refusal
-from .keys import KeySpec, canonical_key
+from .keys import KeySpec, canonical_key, named_scope
 from .limits import Limit
 from .metrics import Metrics
 from .policy import LockState, Outcome
@@ -207,7 +207,7 @@ class Lockout:
         """Whether ``scope`` (a ``@lockout_on_failure`` scope) is under a
         surge, detected or started by an operator."""
         state = current_state()
-        return state.storage.surge_status(_scope(scope), state.surge_rules).active
+        return state.storage.surge_status(named_scope(scope), state.surge_rules).active
 
     def start_surge(self, scope: str, seconds: float = 3600) -> None:
         """Put ``scope`` under a surge for ``seconds``, as if detected.
@@ -219,14 +219,14 @@ class Lockout:
         if not 0 < seconds <= 86400 * 30:
             raise ValueError(f"seconds must be from 1 to 30 days, not {seconds!r}.")
         state = _surges_on()
-        scope = _scope(scope)
+        scope = named_scope(scope)
         seen = state.storage.surge_start(scope, state.surge_rules, seconds)
         state.surge_changed(scope, seen)
 
     def end_surge(self, scope: str) -> None:
         """End ``scope``'s surge now (failures that go on start it again)."""
         state = _surges_on()
-        scope = _scope(scope)
+        scope = named_scope(scope)
         seen = state.storage.surge_end(scope, state.surge_rules)
         state.surge_changed(scope, seen)
 
@@ -372,12 +372,6 @@ class Lockout:
             return None
         state.unlock(key)
         return key
-
-
-def _scope(scope: object) -> str:
-    if not isinstance(scope, str) or not scope or ":" in scope or len(scope) > 200:
-        raise ValueError(f"scope must be a scope name such as 'login', not {scope!r}.")
-    return scope
 
 
 def _surges_on() -> AppState:

@@ -293,6 +293,18 @@ def check_scope(scope: str | None) -> str | None:
     return scope
 
 
+def named_scope(scope: object) -> str:
+    """A scope an operator names (a surge's): as :func:`check_scope` wants
+    it, given, and of a sane length.
+
+    :raises ValueError: saying what a scope looks like.
+    """
+    if not isinstance(scope, str) or not scope or len(scope) > 200:
+        raise ValueError(f"scope must be a scope name such as 'login', not {scope!r}.")
+    check_scope(scope)
+    return scope
+
+
 def current_scope(scope: str | None) -> str:
     """The scope given, else the endpoint (``:`` replaced, see check_scope)."""
     if scope:
