@@ -53,7 +53,9 @@ for i in range(start, start + count):
     email = f"login:email:user{i % 5000}@example.com"
     keys = ["login:ip:127.0.0.1", email]
     attempts = [AttemptKey(keys[0], ""), AttemptKey(email, f"{i % 5000:016x}")]
-    if decision == "quickstart":
+    if decision == "quickstart" and hasattr(store, "lockout_attempt"):
+        store.lockout_attempt(keys, limits, attempts, policy, f"t{i}", 30, None)
+    elif decision == "quickstart":  # trees before lockout_attempt
         store.lockout_guard(keys, limits, attempts, policy, f"t{i}", 30)
     elif decision == "reserve":
         store.lockout_reserve_all(attempts, policy, f"t{i}", 30)

@@ -366,8 +366,14 @@ def test_a_reply_of_the_wrong_shape_is_a_storage_error(
     attempts = [AttemptKey("login:ip:1.2.3.4", ""), AttemptKey("login:email:a", "s")]
     policy = LockoutConfig()
     with pytest.raises(StorageError, match="unexpected reply"):
-        storage.lockout_guard(
-            ["login:ip:1.2.3.4"], as_limits("5/minute"), attempts, policy, "t", 30
+        storage.lockout_attempt(
+            ["login:ip:1.2.3.4"],
+            as_limits("5/minute"),
+            attempts,
+            policy,
+            "t",
+            30,
+            None,
         )
     with pytest.raises(StorageError, match="unexpected reply"):
         storage.lockout_reserve_all(attempts, policy, "t", 30)

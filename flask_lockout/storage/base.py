@@ -271,19 +271,6 @@ class FullStorage(
 
     prefix: str
 
-    def lockout_guard(
-        self,
-        limit_keys: Sequence[str],
-        limits: Sequence[Limit],
-        attempts: Sequence[AttemptKey],
-        policy: LockoutConfig,
-        token: str,
-        ttl: float,
-    ) -> tuple[RateLimitResult, list[Reservation]]:
-        """``@throttled`` stacked on ``@lockout_on_failure``: the rate limit
-        and the reservations in one round trip. When the rate limit refuses,
-        no reservation stays counted (the list is empty)."""
-
     def lockout_attempt(
         self,
         limit_keys: Sequence[str],
@@ -310,23 +297,6 @@ class FullStorage(
     def probe(self) -> None: ...
 
     def describe(self, deep: bool = False) -> dict[str, object]: ...
-
-
-def guard_in_two_calls(
-    store: FullStorage,
-    limit_keys: Sequence[str],
-    limits: Sequence[Limit],
-    attempts: Sequence[AttemptKey],
-    policy: LockoutConfig,
-    token: str,
-    ttl: float,
-) -> tuple[RateLimitResult, list[Reservation]]:
-    """``lockout_guard`` for a store that cannot decide both at once: the rate
-    limit first, then the reservations only if it allows."""
-    result = store.rate_limit_hit_many(limit_keys, limits)
-    if not result.allowed:
-        return result, []
-    return result, store.lockout_reserve_all(attempts, policy, token, ttl)
 
 
 def attempt_in_steps(

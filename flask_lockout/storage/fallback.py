@@ -180,24 +180,6 @@ class FallbackStorage(Storage):
             return None
         return [Reservation(False, s.locked, s.retry_after) for s in known]
 
-    def lockout_guard(
-        self,
-        limit_keys: Sequence[str],
-        limits: Sequence[Limit],
-        attempts: Sequence[AttemptKey],
-        policy: LockoutConfig,
-        token: str,
-        ttl: float,
-    ) -> tuple[RateLimitResult, list[Reservation]]:
-        refused = self._outage_locks(attempts, policy)
-        if refused is not None:
-            return RateLimitResult(True, 0, 0.0, limits[0].count), refused
-        return self._decide(  # type: ignore[no-any-return]
-            "lockout_guard",
-            (limit_keys, limits, attempts, policy, token, ttl),
-            lambda: (_unlimited(limits), [Reservation(True, False, 0)] * len(attempts)),
-        )
-
     def lockout_attempt(
         self,
         limit_keys: Sequence[str],

@@ -28,7 +28,6 @@ from .base import (
     SurgeAsk,
     ThrottleCount,
     attempt_in_steps,
-    guard_in_two_calls,
     key_part,
 )
 
@@ -296,19 +295,6 @@ class MemoryStorage(Storage):
                     self._pending[skey, token] = (now + ttl, pending)
                 self._save(skey, record, rules, now)
         return answers
-
-    def lockout_guard(
-        self,
-        limit_keys: Sequence[str],
-        limits: Sequence[Limit],
-        attempts: Sequence[AttemptKey],
-        policy: LockoutConfig,
-        token: str,
-        ttl: float,
-    ) -> tuple[RateLimitResult, list[Reservation]]:
-        return guard_in_two_calls(
-            self, limit_keys, limits, attempts, policy, token, ttl
-        )
 
     def lockout_settle_all(
         self,

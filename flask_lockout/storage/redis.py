@@ -421,24 +421,6 @@ class RedisStorage(Storage):
                 args += [limit.count, limit.period_seconds * 1000]
         return "ratelimit", names, args
 
-    def lockout_guard(
-        self,
-        limit_keys: Sequence[str],
-        limits: Sequence[Limit],
-        attempts: Sequence[AttemptKey],
-        policy: LockoutConfig,
-        token: str,
-        ttl: float,
-    ) -> tuple[RateLimitResult, list[Reservation]]:
-        """A rate limit and a lockout reservation in one round trip; when the
-        rate limit refuses, no attempt stays counted."""
-        answer = self.lockout_attempt(
-            limit_keys, limits, attempts, policy, token, ttl, None
-        )
-        if answer.rate_limit is None:
-            raise ValueError("lockout_guard needs the rate limit's keys")
-        return answer.rate_limit, answer.reservations
-
     def lockout_attempt(
         self,
         limit_keys: Sequence[str],
