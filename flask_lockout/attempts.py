@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from flask import request
+from flask import Request, request
 from werkzeug.wrappers import Response
 
 from . import signals
@@ -35,7 +35,7 @@ from .policy import (
     Reservation,
     reservation_token,
 )
-from .request_state import request_state
+from .request_state import request_state, this_request
 from .state import AppState, current_state, send
 from .storage.base import AttemptAnswer, AttemptKey, Settlement, SurgeAsk
 from .surge import SurgeState
@@ -63,21 +63,24 @@ class DeferredLimit(NamedTuple):
     def keys(
         self,
         state: AppState,
+        req: Request,
         addresses_only: bool = False,
         device: str | None = None,
+        device_known: bool = False,
     ) -> list[str]:
         """The request's keys, addresses first: a refused address costs no
-        form parsing. A known device (``device``, its nonce, or a valid
-        cookie for the accounts read) has its own allowance in place of the
-        address's. Raises the 429 for a refusal this process knows."""
-        if addresses_only and _has_device_cookie(state):
+        form parsing. A known device (``device``, the nonce of a valid
+        cookie for the accounts read, found here unless ``device_known``)
+        has its own allowance in place of the address's. Raises the 429 for
+        a refusal this process knows."""
+        if addresses_only and _has_device_cookie(state, req):
             return []  # the device may stand in for the address
         specs = self.specs
         if addresses_only:
             specs = tuple(spec for spec in specs if spec.source == "ip")
-        read = [kv for spec in specs for kv in spec.read(self.scope)]
-        if device is None and not addresses_only:
-            device = _device_of(state, self.scope, read)[1]
+        read = [kv for spec in specs for kv in spec.read(self.scope, req)]
+        if not device_known and not addresses_only:
+            device = _device_of(state, req, self.scope, read)[1]
         refusals = state.refusals
         keys = []
         for kv in read:
@@ -94,10 +97,14 @@ class DeferredLimit(NamedTuple):
 
 
 def check_rate_limit(
-    state: AppState, keys: Sequence[str], limits: Sequence[Limit], result: Any
+    state: AppState,
+    req: Request,
+    keys: Sequence[str],
+    limits: Sequence[Limit],
+    result: Any,
 ) -> None:
     """Keep ``result`` for the headers; on a refusal remember it and raise."""
-    request_state()["rate_limit"] = result
+    request_state(req)["rate_limit"] = result
     if result.allowed:
         return
     refusing = keys[result.window // len(limits)]
@@ -138,6 +145,7 @@ class Guard:
 
 def reserve(
     state: AppState,
+    req: Request,
     scope: str,
     specs: Sequence[ParsedSpec],
     challenge: Callable[[], bool] | None = None,
@@ -155,22 +163,23 @@ def reserve(
        key.
     5. When any key refuses, what the others counted is given back.
     """
-    pending: DeferredLimit | None = request_state().pop("pending_limit", None)
+    here = request_state(req)
+    pending: DeferredLimit | None = here.pop("pending_limit", None)
     known = bool(state.refusals)  # nothing known refused: nothing to look up
     if known:
-        _refuse_known_addresses(state, scope, specs, pending)
-    keys = [kv for spec in specs for kv in spec.read(scope)]
-    account, nonce = _device_of(state, scope, keys)
+        _refuse_known_addresses(state, req, scope, specs, pending)
+    keys = [kv for spec in specs for kv in spec.read(scope, req)]
+    account, nonce = _device_of(state, req, scope, keys)
     if nonce is not None:
         keys = _device_keys(scope, keys, nonce)
     if known:
         for kv in keys:
             _refuse_if_cached(state, kv.key)
-    surge = _surge_ask(state, scope, nonce is not None, challenge)
+    surge = _surge_ask(state, req, scope, nonce is not None, challenge)
     token = reservation_token()
-    answer = _decide(state, keys, token, pending, surge, nonce)
+    answer = _decide(state, req, keys, token, pending, surge, nonce)
     if surge is not None and answer.surge is not None:
-        _surge_seen(state, scope, answer.surge, surge, challenge)
+        _surge_seen(state, req, scope, answer.surge, surge, challenge)
     _refuse_if_any_refused(state, keys, answer.reservations, token)
     guard = Guard(scope, keys, token, answer.reservations)
     guard.surge_counted = answer.surge is not None
@@ -183,23 +192,24 @@ def reserve(
 
 def _refuse_known_addresses(
     state: AppState,
+    req: Request,
     scope: str,
     specs: Sequence[ParsedSpec],
     pending: DeferredLimit | None,
 ) -> None:
     if pending is not None:
-        pending.keys(state, addresses_only=True)
-    if _has_device_cookie(state):
+        pending.keys(state, req, addresses_only=True)
+    if _has_device_cookie(state, req):
         return  # a device may stand in for the address: read the account
     for spec in specs:
         if spec.source != "ip":
             break
-        for kv in spec.read(scope):
+        for kv in spec.read(scope, req):
             _refuse_if_cached(state, kv.key)
 
 
-def _has_device_cookie(state: AppState) -> bool:
-    return state.device_cookies and COOKIE_NAME in request.cookies
+def _has_device_cookie(state: AppState, req: Request) -> bool:
+    return state.device_cookies and COOKIE_NAME in req.cookies
 
 
 def _account_of(scope: str, keys: Sequence[KeyValue]) -> str | None:
@@ -212,11 +222,11 @@ def _account_of(scope: str, keys: Sequence[KeyValue]) -> str | None:
 
 
 def _device_of(
-    state: AppState, scope: str, keys: list[KeyValue]
+    state: AppState, req: Request, scope: str, keys: list[KeyValue]
 ) -> tuple[str | None, str | None]:
     """The request's account, and the nonce of a valid device cookie for it."""
     account = _account_of(scope, keys)
-    if account is None or not _has_device_cookie(state):
+    if account is None or not _has_device_cookie(state, req):
         return account, None
     return account, device_nonce(account)
 
@@ -234,6 +244,7 @@ def _device_keys(scope: str, keys: list[KeyValue], nonce: str) -> list[KeyValue]
 
 def _surge_ask(
     state: AppState,
+    req: Request,
     scope: str,
     known_device: bool,
     challenge: Callable[[], bool] | None,
@@ -251,21 +262,22 @@ def _surge_ask(
         return SurgeAsk(scope, state.surge_rules, known_device, False)
     if challenge is not None:
         passed = bool(challenge())
-        request_state()["challenge_passed"] = passed
+        request_state(req)["challenge_passed"] = passed
     return SurgeAsk(
         scope,
         state.surge_rules,
         known_device,
         passed,
-        logical_key(scope, "surge-ip", client_ip_key()),
+        logical_key(scope, "surge-ip", client_ip_key(req)),
         surge.limits,
-        logical_key(scope, "surge-net", current_client_network()),
+        logical_key(scope, "surge-net", current_client_network(req)),
         surge.network_limits,
     )
 
 
 def _surge_seen(
     state: AppState,
+    req: Request,
     scope: str,
     seen: SurgeState,
     asked: SurgeAsk,
@@ -276,7 +288,7 @@ def _surge_seen(
     refused attempt."""
     state.surge_changed(scope, seen)
     if seen.active and not asked.exempt and challenge is not None:
-        request_state()["challenge_required"] = True
+        request_state(req)["challenge_required"] = True
     if seen.refused:
         state.decided("rate_limited")
         send(
@@ -290,6 +302,7 @@ def _surge_seen(
 
 def _decide(
     state: AppState,
+    req: Request,
     keys: list[KeyValue],
     token: str,
     pending: DeferredLimit | None,
@@ -300,7 +313,11 @@ def _decide(
     attempts = [
         AttemptKey(kv.key, kv.spelling, settings.policy_of(kv.key)) for kv in keys
     ]
-    limit_keys = pending.keys(state, device=nonce) if pending is not None else []
+    limit_keys = (
+        pending.keys(state, req, device=nonce, device_known=True)
+        if pending is not None
+        else []
+    )
     limits = pending.limits if pending is not None else ()
     answer = state.storage.lockout_attempt(
         limit_keys,
@@ -313,7 +330,7 @@ def _decide(
         pending.reported if pending is not None else None,
     )
     if answer.rate_limit is not None:
-        check_rate_limit(state, limit_keys, limits, answer.rate_limit)
+        check_rate_limit(state, req, limit_keys, limits, answer.rate_limit)
     return answer
 
 
@@ -382,12 +399,13 @@ def on_user_logged_in(sender: Any, **extra: Any) -> None:
 def settle_on_response(response: Response) -> Response:
     """After-request hook: settle every attempt of this request, and send
     its events once the response is out."""
-    scope = request_state()
+    req = this_request()
+    scope = request_state(req)
     guards: list[Guard] | None = scope.pop("guards", None)
     if guards:
         state = current_state()
         for guard in guards:
-            outcome = _outcome(state, guard, response)
+            outcome = _outcome(state, req, guard, response)
             _settle(state, guard, outcome)
             if outcome is Outcome.SUCCESS and guard.account and state.device_cookies:
                 issue_device_cookie(response, guard.account)
@@ -407,14 +425,16 @@ def release_unsettled(error: BaseException | None) -> None:
             _settle(state, guard, Outcome.UNKNOWN)
 
 
-def _outcome(state: AppState, guard: Guard, response: Response) -> Outcome:
+def _outcome(
+    state: AppState, req: Request, guard: Guard, response: Response
+) -> Outcome:
     if guard.declared is Outcome.SUCCESS and response.status_code >= 400:
         # A success declared early (the password) and an error after it (a
         # wrong second factor): the final answer wins.
         return Outcome.FAILURE
     if guard.declared is not None:
         if guard.declared is Outcome.SUCCESS:
-            state.declared_success.add(request.endpoint or "")
+            state.declared_success.add(req.endpoint or "")
         return guard.declared
     if guard.success is not None and guard.success(response):
         return Outcome.SUCCESS
@@ -431,7 +451,7 @@ def _outcome(state: AppState, guard: Guard, response: Response) -> Outcome:
         )
         return Outcome.UNKNOWN
     if response.status_code < 400 and guard.success is None:
-        _warn_undeclared(state, response.status_code)
+        _warn_undeclared(state, req, response.status_code)
     return Outcome.FAILURE
 
 
@@ -441,8 +461,8 @@ def _outcome(state: AppState, guard: Guard, response: Response) -> Outcome:
 UNDECLARED_EVIDENCE = 20
 
 
-def _warn_undeclared(state: AppState, status: int) -> None:
-    endpoint = request.endpoint or request.path
+def _warn_undeclared(state: AppState, req: Request, status: int) -> None:
+    endpoint = req.endpoint or req.path
     if endpoint in state.declared_success:
         return
     seen = state.undeclared_answers.get(endpoint, 0) + 1

@@ -340,12 +340,13 @@ def ip_key(address: str, ipv6_prefix: int) -> str:
     return address
 
 
-def current_client_ip() -> str:
-    """The current request's client address, resolved once per request."""
-    state = request_state()
+def current_client_ip(req: Request | None = None) -> str:
+    """The client address of ``req`` (the current request by default),
+    resolved once per request."""
+    state = request_state(req)
     address = state.get("client_ip")
     if address is None:
-        address = state["client_ip"] = get_client_ip()
+        address = state["client_ip"] = get_client_ip(req)
     return str(address)
 
 
@@ -361,9 +362,9 @@ def network_of(address: str) -> str:
     return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False))
 
 
-def current_client_network() -> str:
-    """The current request's client network (:func:`network_of`), ``""``
-    outside a request."""
-    if not has_request_context():
+def current_client_network(req: Request | None = None) -> str:
+    """The client network (:func:`network_of`) of ``req``, by default the
+    current request's, ``""`` outside a request."""
+    if req is None and not has_request_context():
         return ""
-    return network_of(current_client_ip())
+    return network_of(current_client_ip(req))

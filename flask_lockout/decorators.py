@@ -17,7 +17,7 @@ from flask import current_app, request
 from .attempts import DeferredLimit, ResponseTest, check_rate_limit, reserve
 from .keys import KeySpec, ParsedSpec, check_scope, current_scope, parse_specs
 from .limits import Limit, as_limits
-from .request_state import request_state
+from .request_state import request_state, this_request
 from .state import current_state
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,18 +76,20 @@ def throttled(
         state = current_state()
         if not state.settings.enabled or (exempt_when is not None and exempt_when()):
             return
+        req = this_request()
         deferred_limit = DeferredLimit(
-            specs, current_scope(scope), limits or state.settings.default_limits
+            specs, current_scope(scope, req), limits or state.settings.default_limits
         )
         if deferred:
             # The lockout guard right below reads the keys, its own addresses
             # first, and sends both in one round trip.
-            request_state()["pending_limit"] = deferred_limit
+            request_state(req)["pending_limit"] = deferred_limit
             return
-        keys = deferred_limit.keys(state)
+        keys = deferred_limit.keys(state, req)
         # Every key must pass; when one refuses, none is counted.
         check_rate_limit(
             state,
+            req,
             keys,
             deferred_limit.limits,
             state.storage.rate_limit_hit_many(
@@ -125,10 +127,11 @@ def apply_app_limits() -> None:
         return
     if _has_own_limits(current_app.view_functions.get(endpoint)):
         return
-    app_limit = DeferredLimit(_ADDRESS, current_scope(None), limits)
-    keys = app_limit.keys(state)
+    req = this_request()
+    app_limit = DeferredLimit(_ADDRESS, current_scope(None, req), limits)
+    keys = app_limit.keys(state, req)
     check_rate_limit(
-        state, keys, limits, state.storage.rate_limit_hit_many(keys, limits)
+        state, req, keys, limits, state.storage.rate_limit_hit_many(keys, limits)
     )
     state.decided("allowed")
 
@@ -203,9 +206,10 @@ def lockout_on_failure(
         state = current_state()
         if not state.settings.enabled:
             return
-        guard = reserve(state, current_scope(scope), specs, challenge)
+        req = this_request()
+        guard = reserve(state, req, current_scope(scope, req), specs, challenge)
         guard.success, guard.failure = success, failure
-        request_state().setdefault("guards", []).append(guard)
+        request_state(req).setdefault("guards", []).append(guard)
 
     def decorator(view: F) -> F:
         wrapper = _guarded(view, before)

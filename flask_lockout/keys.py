@@ -100,27 +100,27 @@ class ParsedSpec:
         """True for everything but ``ip``: a success can forgive these keys."""
         return self.source != "ip"
 
-    def read(self, scope: str) -> list[KeyValue]:
-        """This spec's keys for the current request: one, or two when the
-        account folds two ways (see :func:`folds`).
+    def read(self, scope: str, req: Request) -> list[KeyValue]:
+        """This spec's keys for ``req``: one, or two when the account folds
+        two ways (see :func:`folds`).
 
         :raises MissingKeyValue: when the field is missing, empty once
             folded, too long, or given in more than MAX_COPIES ways.
         """
         # Stacked decorators read the same specs: fold and hash once a request.
-        reads: dict[tuple[ParsedSpec, str], list[KeyValue]] = (
-            request_state().setdefault("reads", {})
-        )
+        reads: dict[tuple[ParsedSpec, str], list[KeyValue]] = request_state(
+            req
+        ).setdefault("reads", {})
         found = reads.get((self, scope))
         if found is None:
-            found = reads[self, scope] = self._values(scope)
+            found = reads[self, scope] = self._values(scope, req)
         return found
 
-    def _values(self, scope: str) -> list[KeyValue]:
+    def _values(self, scope: str, req: Request) -> list[KeyValue]:
         if self.source == "ip":
-            return [KeyValue(self, logical_key(scope, "ip", client_ip_key()), "")]
+            return [KeyValue(self, logical_key(scope, "ip", client_ip_key(req)), "")]
         field = self.field or self.name
-        texts = self._texts()
+        texts = self._texts(req)
         if len(texts) > MAX_COPIES:
             raise MissingKeyValue(
                 f"The request gives {field!r} more than {MAX_COPIES} times."
@@ -140,7 +140,7 @@ class ParsedSpec:
             for value in values
         ]
 
-    def _texts(self) -> list[str]:
+    def _texts(self, request: Request) -> list[str]:
         """Every copy of the value the request gives, blank ones left out.
 
         A view may read a field from the form, the query string
@@ -150,7 +150,6 @@ class ParsedSpec:
         if self.func is not None:
             found: list[Any] = [self.func()]
         else:
-            request = flask.request
             if self.source in ("form", "args"):
                 found = request.form.getlist(self.field)
                 # Parsing an empty query string, or the content type of a
@@ -305,11 +304,13 @@ def named_scope(scope: object) -> str:
     return scope
 
 
-def current_scope(scope: str | None) -> str:
-    """The scope given, else the endpoint (``:`` replaced, see check_scope)."""
+def current_scope(scope: str | None, request: Request | None = None) -> str:
+    """The scope given, else the endpoint of ``request`` (the current one by
+    default; ``:`` replaced, see check_scope)."""
     if scope:
         return scope
-    request = flask.request
+    if request is None:
+        request = flask.request
     endpoint: str = request.endpoint or request.path
     return endpoint.replace(":", ".")
 
@@ -414,14 +415,15 @@ def spelling(value: str) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def client_ip_key() -> str:
-    """The client address as the ``ip`` spec counts it: IPv6 by network."""
-    scope = request_state()
+def client_ip_key(req: Request | None = None) -> str:
+    """The client address of ``req`` (the current request by default) as the
+    ``ip`` spec counts it: IPv6 by network."""
+    scope = request_state(req)
     cached = scope.get("ip_key")
     if cached is None:
         state = flask.current_app.extensions.get("lockout")
         prefix = state.settings.ipv6_prefix if state is not None else 64
-        cached = scope["ip_key"] = ip_key(current_client_ip(), prefix)
+        cached = scope["ip_key"] = ip_key(current_client_ip(req), prefix)
     return str(cached)
 
 
