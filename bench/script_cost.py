@@ -33,6 +33,9 @@ from benchlib import callgrind_total, cost_trees, describe, free_port
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ACCOUNTS = 5000
 DECISIONS = ("quickstart", "reserve", "ratelimit")
+#: Also measured with --decisions shipped (trees with surges): the
+#: quickstart as an app decides it, with each key's own policy and the
+#: scope's surge record counted.
 
 #: Run in a subprocess with the tree first on sys.path: ``decide`` makes
 #: ``count`` decisions against the server on ``port``.
@@ -49,11 +52,23 @@ port, decision, start, count = int(sys.argv[2]), sys.argv[3], *map(int, sys.argv
 store = RedisStorage(redis.Redis(port=port), prefix="cost")
 policy = LockoutConfig(max_failures=10**9)
 limits = parse_limits("100000000/hour")
+if decision == "shipped":  # as an app decides: policies per key, surge counted
+    from flask_lockout.config import Settings
+    from flask_lockout.storage.base import SurgeAsk
+    from flask_lockout.surge import SurgeRules
+
+    shipped = Settings.from_config({"LOCKOUT_MAX_FAILURES": 10**9,
+                                    "LOCKOUT_IP_MAX_FAILURES": 10**9})
+    surge = SurgeAsk("login", SurgeRules(min_failures=10**9), False, False)
 for i in range(start, start + count):
     email = f"login:email:user{i % 5000}@example.com"
     keys = ["login:ip:127.0.0.1", email]
     attempts = [AttemptKey(keys[0], ""), AttemptKey(email, f"{i % 5000:016x}")]
-    if decision == "quickstart" and hasattr(store, "lockout_attempt"):
+    if decision == "shipped":
+        attempts = [AttemptKey(a.key, a.spelling, shipped.policy_of(a.key))
+                    for a in attempts]
+        store.lockout_attempt(keys, limits, attempts, policy, f"t{i}", 30, surge, 1)
+    elif decision == "quickstart" and hasattr(store, "lockout_attempt"):
         store.lockout_attempt(keys, limits, attempts, policy, f"t{i}", 30, None)
     elif decision == "quickstart":  # trees before lockout_attempt
         store.lockout_guard(keys, limits, attempts, policy, f"t{i}", 30)

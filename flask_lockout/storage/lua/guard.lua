@@ -45,51 +45,37 @@ if surge_keys > 0 then
   local known_device, challenge_passed = sa[4], sa[5]
   local exempt = '0'
   if known_device == '1' or challenge_passed == '1' then exempt = '1' end
-  -- The record is read once: the check hands back the count to make after
-  -- the reservation.
-  state, count = surge({sk[1]}, {'check', sa[1], sa[2], sa[3], exempt, 'count'},
-    now)
-  -- "active failures threshold event refused retry_ms left_ms"
-  local words = {}
-  for word in string.gmatch(state, '%S+') do words[#words + 1] = word end
-  if words[5] == '1' then return limit .. '|' .. state .. '|' end
-  if words[1] == '1' and exempt == '0' then
+  -- The record is read once: the check hands back whether a surge is on
+  -- (nil when it refused the attempt), the count to make after the
+  -- reservation and the answer to a refusal by the windows below.
+  local active, refuse
+  state, active, count, refuse = surge({sk[1]},
+    {'check', sa[1], sa[2], sa[3], exempt, 'count'}, now)
+  if active == nil then return limit .. '|' .. state .. '|' end
+  if active and exempt == '0' then
     -- The address's windows, then the network's: each a count of windows
     -- and ratelimit.lua's args for them (one, then a count/period pair each).
     local at, key_at = 6, 2
     for _ = 1, 2 do
       local windows = tonumber(sa[at])
-      local answer = '1'
       if windows > 0 then
         local window_keys = slice(sk, key_at, windows)
         local window_args = slice(sa, at + 1, 1 + 2 * windows)
-        answer = rate_limit(window_keys, window_args, now)
-      end
-      if string.sub(answer, 1, 1) == '0' then
-        -- Refused, with the window's wait ("0 0 retry_ms ..."); not counted
-        -- toward keeping the surge on: one address must not hold it.
-        local retry_ms = string.match(answer, '^0 0 (%d+)')
-        local refused = string.format('%s %s %s %s 1 %s %s', words[1], words[2],
-          words[3], words[4], retry_ms, words[7])
-        return limit .. '|' .. refused .. '|'
+        local _, retry_ms = rate_limit(window_keys, window_args, now)
+        if retry_ms then
+          -- Not counted toward keeping the surge on: one address must not
+          -- hold it.
+          return limit .. '|' .. refuse(retry_ms) .. '|'
+        end
       end
       at, key_at = at + 2 + 2 * windows, key_at + windows
     end
   end
 end
 
-local replies = lockout(lk, la, now)
+local replies, all_granted = lockout(lk, la, now)
 if type(replies) == 'table' then return replies end  -- an error reply
-if count then
-  -- "granted locked retry" for each key, then the receipts after ";": the
-  -- attempt counts once every key granted it.
-  local all_granted, position = true, 0
-  for word in string.gmatch(string.match(replies, '^[^;]*'), '%S+') do
-    if position % 3 == 0 and word ~= '1' then all_granted = false end
-    position = position + 1
-  end
-  if all_granted then
-    state = count(sa[4] ~= '1')  -- a device without a cookie is a new one
-  end
-end
+-- The attempt counts once every key granted it; a device without a cookie
+-- is a new one.
+if count and all_granted then state = count(sa[4] ~= '1') end
 return limit .. '|' .. state .. '|' .. replies

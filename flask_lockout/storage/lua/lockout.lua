@@ -21,7 +21,8 @@
 -- (see issue_receipt).
 -- Returns every key's reply in one string of integers: reserve "granted
 -- locked retry_seconds" then ";" and the receipts, separated by ";"; the
--- others "locked retry_seconds failures lock_number".
+-- others "locked retry_seconds failures lock_number". For guard.lua,
+-- reserve also returns whether every key granted the attempt.
 --
 -- Written for Redis's time more than for brevity, as every wrong password
 -- runs it: turning a number into text or back costs about as much as a
@@ -44,6 +45,9 @@ local max_failures, window_ms, window_from_last
 
 local APPLIED_TOKENS = 8
 
+-- Called by guard.lua (which hands in the time), it may return more than
+-- one value; alone, one (a client may read them all as a list).
+local for_guard = now ~= nil
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -351,6 +355,7 @@ else
 end
 
 local replies, receipts = {}, {}
+local all_granted = true
 for i = 1, #KEYS do
   local at = FIRST_KEY_ARG + (i - 1) * PER_KEY
   state_key, spelling, receipt = KEYS[i], ARGV[at], ARGV[at + 4]
@@ -358,8 +363,11 @@ for i = 1, #KEYS do
   window_from_last = ARGV[at + 3] == 'last'
   local answer, issued = operation(load())
   replies[i], receipts[i] = answer, issued
+  if issued == '' then all_granted = false end
 end
 if op == 'reserve' then
-  return table.concat(replies, ' ') .. ';' .. table.concat(receipts, ';')
+  local answer = table.concat(replies, ' ') .. ';' .. table.concat(receipts, ';')
+  if for_guard then return answer, all_granted end
+  return answer
 end
 return table.concat(replies, ' ')

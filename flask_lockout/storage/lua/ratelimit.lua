@@ -7,11 +7,15 @@
 -- Returns allowed, remaining, retry ms, limit, reset ms and the 0-based
 -- position of the deciding window, as one string of integers; the limit is 0
 -- when no reported window decided (an allowed hit on account keys only).
+-- For guard.lua, a refusal also returns its retry ms as a number.
 -- Mirrors flask_lockout.limits.sliding_window_decision, in milliseconds.
 -- The reset reported is the time left in the current window, or on a
 -- refusal the wait itself, so RateLimit-Reset agrees with Retry-After.
 -- now: the server time in ms when guard.lua calls this body, else nil.
 if redis.replicate_commands then redis.replicate_commands() end
+-- Called by guard.lua (which hands in the time), it may return more than
+-- one value; alone, one (a client may read them all as a list).
+local for_guard = now ~= nil
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -61,8 +65,11 @@ for i = 1, #KEYS do
 end
 
 if not allowed then
-  return string.format('0 0 %d %d %d %d', math.ceil(worst_wait), worst_limit,
-    math.ceil(worst_wait), worst_i - 1)
+  local retry_ms = math.ceil(worst_wait)
+  local refused = string.format('0 0 %d %d %d %d', retry_ms, worst_limit,
+    retry_ms, worst_i - 1)
+  if for_guard then return refused, retry_ms end
+  return refused
 end
 -- Numbers become text only for a new window: within one, a count of one
 -- more is all that changes, and the expiry stays where it was set. A limit

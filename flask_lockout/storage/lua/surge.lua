@@ -9,7 +9,7 @@
 -- on at the last decision.
 -- ARGV: op, min_failures, factor, cooldown_ms, then the op's own argument
 -- (and, for check called from guard.lua, 'count' last: the reply then comes
--- with a function that counts the attempt on the record already read):
+-- with what guard.lua needs of it, see the check below):
 --   check: 1 when the attempt is exempt from the allowance (a known device
 --          or a passed challenge);
 --   count, success: 1 for an attempt from a device without a cookie;
@@ -163,6 +163,9 @@ if op == 'check' then
   end
   if event ~= 0 then save() end
   if ARGV[6] == 'count' then
+    -- For guard.lua, on the record already read: whether a surge is on, a
+    -- function that counts the attempt once it is reserved, and one that
+    -- answers a refusal by the address's or the network's windows.
     local function count(new_device)
       failures = failures + 1
       if new_device then new_devices = new_devices + 1 end
@@ -172,7 +175,10 @@ if op == 'check' then
       save()
       return reply(counted_event, 0, 0, on)
     end
-    return reply(event, 0, 0, on), count
+    local function refuse(retry_ms)
+      return reply(event, 1, retry_ms, on)
+    end
+    return reply(event, 0, 0, on), on, count, refuse
   end
   return reply(event, 0, 0, on)
 end
