@@ -52,6 +52,14 @@ port, decision, start, count = int(sys.argv[2]), sys.argv[3], *map(int, sys.argv
 store = RedisStorage(redis.Redis(port=port), prefix="cost")
 policy = LockoutConfig(max_failures=10**9)
 limits = parse_limits("100000000/hour")
+try:  # lockout_attempt takes one AttemptAsk
+    from flask_lockout.storage.base import AttemptAsk
+
+    def attempt(keys, limits, attempts, policy, token, ttl, surge, reported=None):
+        ask = AttemptAsk(attempts, policy, token, ttl, keys, limits, reported, surge)
+        return store.lockout_attempt(ask)
+except ImportError:
+    attempt = getattr(store, "lockout_attempt", None)
 if decision == "shipped":  # as an app decides: policies per key, surge counted
     from flask_lockout.config import Settings
     from flask_lockout.storage.base import SurgeAsk
@@ -67,9 +75,9 @@ for i in range(start, start + count):
     if decision == "shipped":
         attempts = [AttemptKey(a.key, a.spelling, shipped.policy_of(a.key))
                     for a in attempts]
-        store.lockout_attempt(keys, limits, attempts, policy, f"t{i}", 30, surge, 1)
+        attempt(keys, limits, attempts, policy, f"t{i}", 30, surge, 1)
     elif decision == "quickstart" and hasattr(store, "lockout_attempt"):
-        store.lockout_attempt(keys, limits, attempts, policy, f"t{i}", 30, None)
+        attempt(keys, limits, attempts, policy, f"t{i}", 30, None)
     elif decision == "quickstart":  # trees before lockout_attempt
         store.lockout_guard(keys, limits, attempts, policy, f"t{i}", 30)
     elif decision == "reserve":

@@ -37,7 +37,13 @@ from .policy import (
 )
 from .request_state import request_state, this_request
 from .state import AppState, current_state, send
-from .storage.base import AttemptAnswer, AttemptKey, Settlement, SurgeAsk
+from .storage.base import (
+    AttemptAnswer,
+    AttemptAsk,
+    AttemptKey,
+    Settlement,
+    SurgeAsk,
+)
 from .surge import SurgeState
 
 logger = logging.getLogger("flask_lockout")
@@ -320,14 +326,16 @@ def _decide(
     )
     limits = pending.limits if pending is not None else ()
     answer = state.storage.lockout_attempt(
-        limit_keys,
-        limits,
-        attempts,
-        settings.policy,
-        token,
-        DEFAULT_RESERVATION_SECONDS,
-        surge,
-        pending.reported if pending is not None else None,
+        AttemptAsk(
+            attempts,
+            settings.policy,
+            token,
+            DEFAULT_RESERVATION_SECONDS,
+            limit_keys,
+            limits,
+            pending.reported if pending is not None else None,
+            surge,
+        )
     )
     if answer.rate_limit is not None:
         check_rate_limit(state, req, limit_keys, limits, answer.rate_limit)

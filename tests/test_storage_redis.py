@@ -24,7 +24,7 @@ from flask_lockout import (
 )
 from flask_lockout.limits import as_limits
 from flask_lockout.policy import Outcome
-from flask_lockout.storage.base import AttemptKey, Settlement
+from flask_lockout.storage.base import AttemptAsk, AttemptKey, Settlement
 
 from .redis_proc import private_cluster, private_redis
 
@@ -367,13 +367,9 @@ def test_a_reply_of_the_wrong_shape_is_a_storage_error(
     policy = LockoutConfig()
     with pytest.raises(StorageError, match="unexpected reply"):
         storage.lockout_attempt(
-            ["login:ip:1.2.3.4"],
-            as_limits("5/minute"),
-            attempts,
-            policy,
-            "t",
-            30,
-            None,
+            AttemptAsk(
+                attempts, policy, "t", 30, ["login:ip:1.2.3.4"], as_limits("5/minute")
+            )
         )
     with pytest.raises(StorageError, match="unexpected reply"):
         storage.lockout_reserve_all(attempts, policy, "t", 30)

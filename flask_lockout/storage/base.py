@@ -144,6 +144,24 @@ class SurgeAsk(NamedTuple):
         return self.known_device or self.challenge_passed
 
 
+class AttemptAsk(NamedTuple):
+    """One guarded attempt, as ``lockout_attempt`` decides it: the keys to
+    reserve it on (``policy`` for those without one of their own), its
+    reservation ``token`` and how long that lives (``ttl``, seconds), the
+    stacked rate limit (none when ``limit_keys`` is empty; ``reported`` as
+    for ``rate_limit_hit_many``), and what it asks of the scope's surge
+    record."""
+
+    attempts: Sequence[AttemptKey]
+    policy: LockoutConfig
+    token: str
+    ttl: float
+    limit_keys: Sequence[str] = ()
+    limits: Sequence[Limit] = ()
+    reported: int | None = None
+    surge: SurgeAsk | None = None
+
+
 class AttemptAnswer(NamedTuple):
     """A guarded attempt's decision: the stacked rate limit's answer (None
     without one), the reservations (empty when something refused first),
@@ -271,22 +289,10 @@ class FullStorage(
 
     prefix: str
 
-    def lockout_attempt(
-        self,
-        limit_keys: Sequence[str],
-        limits: Sequence[Limit],
-        attempts: Sequence[AttemptKey],
-        policy: LockoutConfig,
-        token: str,
-        ttl: float,
-        surge: SurgeAsk | None,
-        reported: int | None = None,
-    ) -> AttemptAnswer:
-        """A guarded attempt in one round trip (``reported`` as for
-        ``rate_limit_hit_many``): the stacked rate limit (none
-        when ``limit_keys`` is empty), the surge's limits, the reservations,
-        and the surge's count. What refuses first ends it: nothing after it
-        is counted."""
+    def lockout_attempt(self, ask: AttemptAsk) -> AttemptAnswer:
+        """A guarded attempt in one round trip: the stacked rate limit, the
+        surge's limits, the reservations, and the surge's count. What
+        refuses first ends it: nothing after it is counted."""
 
     def storage_key(self, identifier: str, kind: str) -> str: ...
 
@@ -299,22 +305,13 @@ class FullStorage(
     def describe(self, deep: bool = False) -> dict[str, object]: ...
 
 
-def attempt_in_steps(
-    store: FullStorage,
-    limit_keys: Sequence[str],
-    limits: Sequence[Limit],
-    attempts: Sequence[AttemptKey],
-    policy: LockoutConfig,
-    token: str,
-    ttl: float,
-    surge: SurgeAsk | None,
-    reported: int | None = None,
-) -> AttemptAnswer:
+def attempt_in_steps(store: FullStorage, ask: AttemptAsk) -> AttemptAnswer:
     """``lockout_attempt`` for a store that decides each part on its own
     (memory, Redis Cluster): the same steps, in the same order."""
     result = None
-    if limit_keys:
-        result = store.rate_limit_hit_many(limit_keys, limits, reported)
+    surge = ask.surge
+    if ask.limit_keys:
+        result = store.rate_limit_hit_many(ask.limit_keys, ask.limits, ask.reported)
         if not result.allowed:
             return AttemptAnswer(result, [], None)
     state = None
@@ -337,7 +334,9 @@ def attempt_in_steps(
                         refused=True, retry_after=window.retry_after
                     )
                     return AttemptAnswer(result, [], refused)
-    reservations = store.lockout_reserve_all(attempts, policy, token, ttl)
+    reservations = store.lockout_reserve_all(
+        ask.attempts, ask.policy, ask.token, ask.ttl
+    )
     if surge is not None and all(r.granted for r in reservations):
         counted = store.surge_count(surge.scope, surge.rules, not surge.known_device)
         if state is not None and not counted.event:

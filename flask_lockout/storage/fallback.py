@@ -30,11 +30,11 @@ from ..policy import LockoutConfig, LockState, Reservation, whole_seconds
 from ..surge import SurgeRules, SurgeState
 from .base import (
     AttemptAnswer,
+    AttemptAsk,
     AttemptKey,
     FullStorage,
     Settlement,
     Storage,
-    SurgeAsk,
     ThrottleCount,
 )
 from .memory import MemoryStorage
@@ -180,26 +180,16 @@ class FallbackStorage(Storage):
             return None
         return [Reservation(False, s.locked, s.retry_after) for s in known]
 
-    def lockout_attempt(
-        self,
-        limit_keys: Sequence[str],
-        limits: Sequence[Limit],
-        attempts: Sequence[AttemptKey],
-        policy: LockoutConfig,
-        token: str,
-        ttl: float,
-        surge: SurgeAsk | None,
-        reported: int | None = None,
-    ) -> AttemptAnswer:
-        refused = self._outage_locks(attempts, policy)
+    def lockout_attempt(self, ask: AttemptAsk) -> AttemptAnswer:
+        refused = self._outage_locks(ask.attempts, ask.policy)
         if refused is not None:
             return AttemptAnswer(None, refused, None)
         return self._decide(  # type: ignore[no-any-return]
             "lockout_attempt",
-            (limit_keys, limits, attempts, policy, token, ttl, surge, reported),
+            (ask,),
             lambda: AttemptAnswer(
-                _unlimited(limits) if limit_keys else None,
-                [Reservation(True, False, 0)] * len(attempts),
+                _unlimited(ask.limits) if ask.limit_keys else None,
+                [Reservation(True, False, 0)] * len(ask.attempts),
                 None,
             ),
         )

@@ -22,10 +22,10 @@ from ..policy import (
 from ..surge import SurgeRecord, SurgeRules, SurgeState
 from .base import (
     AttemptAnswer,
+    AttemptAsk,
     AttemptKey,
     Settlement,
     Storage,
-    SurgeAsk,
     ThrottleCount,
     attempt_in_steps,
     key_part,
@@ -473,20 +473,8 @@ class MemoryStorage(Storage):
 
     # -- surge defence --------------------------------------------------------
 
-    def lockout_attempt(
-        self,
-        limit_keys: Sequence[str],
-        limits: Sequence[Limit],
-        attempts: Sequence[AttemptKey],
-        policy: LockoutConfig,
-        token: str,
-        ttl: float,
-        surge: SurgeAsk | None,
-        reported: int | None = None,
-    ) -> AttemptAnswer:
-        return attempt_in_steps(
-            self, limit_keys, limits, attempts, policy, token, ttl, surge, reported
-        )
+    def lockout_attempt(self, ask: AttemptAsk) -> AttemptAnswer:
+        return attempt_in_steps(self, ask)
 
     def _surge(self, scope: str, now: float) -> SurgeRecord:
         found = self._surges.get(scope)

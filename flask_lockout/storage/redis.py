@@ -29,6 +29,7 @@ from ..policy import (
 from ..surge import SurgeRules, SurgeState
 from .base import (
     AttemptAnswer,
+    AttemptAsk,
     AttemptKey,
     Settlement,
     Storage,
@@ -421,30 +422,19 @@ class RedisStorage(Storage):
                 args += [limit.count, limit.period_seconds * 1000]
         return "ratelimit", names, args
 
-    def lockout_attempt(
-        self,
-        limit_keys: Sequence[str],
-        limits: Sequence[Limit],
-        attempts: Sequence[AttemptKey],
-        policy: LockoutConfig,
-        token: str,
-        ttl: float,
-        surge: SurgeAsk | None,
-        reported: int | None = None,
-    ) -> AttemptAnswer:
+    def lockout_attempt(self, ask: AttemptAsk) -> AttemptAnswer:
         if self._on_cluster(self.client):  # other slots: a call per part
-            return attempt_in_steps(
-                self, limit_keys, limits, attempts, policy, token, ttl, surge, reported
-            )
+            return attempt_in_steps(self, ask)
         rate_keys: list[str] = []
         rate_args: list[object] = []
-        if limit_keys:
+        if ask.limit_keys:
             _, rate_keys, rate_args = self._rate_limit_call(
-                limit_keys, limits, reported
+                ask.limit_keys, ask.limits, ask.reported
             )
-        surge_keys, surge_args = self._surge_part(surge)
+        surge_keys, surge_args = self._surge_part(ask.surge)
+        attempts = ask.attempts
         [(_, lockout_keys, lockout_args)] = self._lockout_calls(
-            "reserve", attempts, policy, token, max(1, _ms(ttl))
+            "reserve", attempts, ask.policy, ask.token, max(1, _ms(ask.ttl))
         )
         [reply] = self._run_many(
             [
