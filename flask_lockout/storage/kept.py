@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .scripts import is_noscript
+
 #: Connections kept between decisions, at most: about one per thread that
 #: decides at once. More go back to the pool.
 MAX_KEPT = 8
@@ -80,7 +82,7 @@ class KeptConnections:
             self.pool.release(connection)
             raise
         if any(
-            isinstance(reply, self._response_error) and not _is_noscript(reply)
+            isinstance(reply, self._response_error) and not is_noscript(reply)
             for reply in replies
         ):
             # READONLY after a failover, LOADING, ...: the next decision
@@ -136,9 +138,3 @@ class KeptConnections:
         for connection, _ in kept:
             connection.disconnect()
             self.pool.release(connection)
-
-
-def _is_noscript(error: Exception) -> bool:
-    # A script missing from the server's cache is routine; redis-py and
-    # valkey both name the class NoScriptError.
-    return type(error).__name__ == "NoScriptError"

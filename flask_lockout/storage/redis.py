@@ -7,12 +7,9 @@ redis-py's interface. Requires ``pip install Flask-Lockout[redis]``.
 
 from __future__ import annotations
 
-import functools
-import math
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from importlib import resources
 from types import TracebackType
 from typing import Any
 
@@ -23,7 +20,6 @@ from ..policy import (
     LockoutConfig,
     LockState,
     Outcome,
-    Receipt,
     Reservation,
 )
 from ..surge import SurgeRules, SurgeState
@@ -49,34 +45,21 @@ from .clients import (
     valkey_client,
 )
 from .kept import KeptConnections
-
-#: The Lua scripts shipped in ``storage/lua``.
-SCRIPTS = ("lockout", "ratelimit", "surge", "guard", "throttle", "token")
-
-
-def _load_script(name: str) -> str:
-    if name == "guard":
-        # One script can't call another: the three bodies become functions.
-        return "\n".join(
-            [
-                _as_function("rate_limit", _read_script("ratelimit")),
-                _as_function("surge", _read_script("surge")),
-                _as_function("lockout", _read_script("lockout")),
-                _read_script("guard"),
-            ]
-        )
-    if name in ("lockout", "ratelimit", "surge"):
-        # Alone, they read the server time themselves.
-        return "local now = nil\n" + _read_script(name)
-    return _read_script(name)
-
-
-def _read_script(name: str) -> str:
-    return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
-def _as_function(name: str, body: str) -> str:
-    return f"local function {name}(KEYS, ARGV, now)\n{body}\nend"
+from .scripts import (
+    SCRIPTS,
+    answering,
+    integers,
+    is_noscript,
+    key_args,
+    load_script,
+    ms,
+    parse_reservations,
+    rate_limit_result,
+    receipted,
+    rules_args,
+    schedule_args,
+    surge_state,
+)
 
 
 def _glob_escape(text: str) -> str:
@@ -157,7 +140,7 @@ class RedisStorage(Storage):
         script = self._scripts.get(name)
         if script is None:
             script = self._scripts[name] = self.client.register_script(
-                _load_script(name)
+                load_script(name)
             )
         return script
 
@@ -185,7 +168,7 @@ class RedisStorage(Storage):
             for _ in range(3):
                 # Only the calls the server had no script for did not run:
                 # load those and send them again, never the others twice.
-                todo = [i for i, result in enumerate(results) if _is_noscript(result)]
+                todo = [i for i, result in enumerate(results) if is_noscript(result)]
                 if not todo:
                     break
                 for name in {calls[i][0] for i in todo}:
@@ -270,13 +253,13 @@ class RedisStorage(Storage):
             token,
             ttl_ms,
             MAX_SPELLINGS,
-            *_schedule_args(policy),
+            *schedule_args(policy),
         ]
         return [
             (
                 "lockout",
                 [self.storage_key(item.key, "lock") for item in group],
-                head + [arg for item in group for arg in _key_args(item, policy)],
+                head + [arg for item in group for arg in key_args(item, policy)],
             )
             for group in groups
         ]
@@ -284,7 +267,7 @@ class RedisStorage(Storage):
     def _lockout(self, op: str, key: str, policy: LockoutConfig) -> LockState:
         [reply] = self._run_many(self._lockout_calls(op, [AttemptKey(key)], policy))
         with _READING_REPLY:
-            locked, retry, failures, number = _integers(reply)
+            locked, retry, failures, number = integers(reply)
         return LockState(bool(locked), retry, failures, number)
 
     def lockout_reserve_all(
@@ -294,15 +277,13 @@ class RedisStorage(Storage):
         token: str,
         ttl: float,
     ) -> list[Reservation]:
-        calls = self._lockout_calls(
-            "reserve", attempts, policy, token, max(1, _ms(ttl))
-        )
+        calls = self._lockout_calls("reserve", attempts, policy, token, max(1, ms(ttl)))
         reservations = []
         for reply in self._run_many(calls):
             with _READING_REPLY:
-                numbers, receipts = _receipted(reply)
-                reservations += _reservations(numbers, receipts)
-        return _answering(attempts, reservations)
+                numbers, receipts = receipted(reply)
+                reservations += parse_reservations(numbers, receipts)
+        return answering(attempts, reservations)
 
     def lockout_settle_all(
         self,
@@ -324,7 +305,7 @@ class RedisStorage(Storage):
             scope, rules, new_device = surge
             record = self.storage_key(scope, "surge")
             flag = "1" if new_device else "0"
-            calls.append(("surge", [record], ["success", *_rules_args(rules), flag]))
+            calls.append(("surge", [record], ["success", *rules_args(rules), flag]))
         if calls:
             # A give-back sent twice would give back twice: never replayed
             # here (the script also ignores a token it has applied).
@@ -363,7 +344,7 @@ class RedisStorage(Storage):
 
     def throttle_hit(self, key: str, window_seconds: float) -> ThrottleCount:
         skey = self.storage_key(key, "throttle")
-        reply = self._run("throttle", [skey], ["hit", max(1, _ms(window_seconds))])
+        reply = self._run("throttle", [skey], ["hit", max(1, ms(window_seconds))])
         with _READING_REPLY:
             count, ttl_ms = reply
             return ThrottleCount(int(count), int(ttl_ms) / 1000)
@@ -402,7 +383,7 @@ class RedisStorage(Storage):
             return min(results, key=lambda r: r.remaining)
         [reply] = self._run_many([self._rate_limit_call(keys, limits, reported)])
         with _READING_REPLY:
-            return _rate_limit_result(_integers(reply))
+            return rate_limit_result(integers(reply))
 
     def _rate_limit_call(
         self,
@@ -434,7 +415,7 @@ class RedisStorage(Storage):
         surge_keys, surge_args = self._surge_part(ask.surge)
         attempts = ask.attempts
         [(_, lockout_keys, lockout_args)] = self._lockout_calls(
-            "reserve", attempts, ask.policy, ask.token, max(1, _ms(ask.ttl))
+            "reserve", attempts, ask.policy, ask.token, max(1, ms(ask.ttl))
         )
         [reply] = self._run_many(
             [
@@ -456,12 +437,12 @@ class RedisStorage(Storage):
         with _READING_REPLY:
             text = reply.decode("ascii") if isinstance(reply, bytes) else reply
             rate_part, surge_part, lockout_part = text.split("|")
-            result = _rate_limit_result(_integers(rate_part)) if rate_part else None
-            state = _surge_state(surge_part) if surge_part else None
+            result = rate_limit_result(integers(rate_part)) if rate_part else None
+            state = surge_state(surge_part) if surge_part else None
             if not lockout_part:  # refused before the reservation
                 return AttemptAnswer(result, [], state)
-            numbers, receipts = _receipted(lockout_part)
-            reservations = _answering(attempts, _reservations(numbers, receipts))
+            numbers, receipts = receipted(lockout_part)
+            reservations = answering(attempts, parse_reservations(numbers, receipts))
             return AttemptAnswer(result, reservations, state)
 
     def _surge_part(self, surge: SurgeAsk | None) -> tuple[list[str], list[object]]:
@@ -469,7 +450,7 @@ class RedisStorage(Storage):
         if surge is None:
             return [], []
         keys = [self.storage_key(surge.scope, "surge")]
-        args: list[object] = [*_rules_args(surge.rules)]
+        args: list[object] = [*rules_args(surge.rules)]
         args += ["1" if surge.known_device else "0"]
         args += ["1" if surge.challenge_passed else "0"]
         for key, key_limits in (
@@ -490,10 +471,10 @@ class RedisStorage(Storage):
         self, op: str, scope: str, rules: SurgeRules, argument: object = ""
     ) -> SurgeState:
         record = self.storage_key(scope, "surge")
-        reply = self._run("surge", [record], [op, *_rules_args(rules), argument])
+        reply = self._run("surge", [record], [op, *rules_args(rules), argument])
         with _READING_REPLY:
             text = reply.decode("ascii") if isinstance(reply, bytes) else reply
-            return _surge_state(text)
+            return surge_state(text)
 
     def surge_check(self, scope: str, rules: SurgeRules, exempt: bool) -> SurgeState:
         return self._surge("check", scope, rules, "1" if exempt else "0")
@@ -510,7 +491,7 @@ class RedisStorage(Storage):
         return self._surge("status", scope, rules)
 
     def surge_start(self, scope: str, rules: SurgeRules, seconds: float) -> SurgeState:
-        return self._surge("start", scope, rules, max(1, _ms(seconds)))
+        return self._surge("start", scope, rules, max(1, ms(seconds)))
 
     def surge_end(self, scope: str, rules: SurgeRules) -> SurgeState:
         return self._surge("end", scope, rules)
@@ -534,7 +515,7 @@ class RedisStorage(Storage):
         client = self.client
         with self._translate_errors():
             client.set(
-                self.storage_key(token_hash, "token"), subject, px=max(1, _ms(ttl))
+                self.storage_key(token_hash, "token"), subject, px=max(1, ms(ttl))
             )
 
     def token_take(self, token_hash: str) -> str | None:
@@ -581,7 +562,7 @@ class RedisStorage(Storage):
             return {"backend": "redis"}
         client = self.client
         with self._translate_errors():
-            return health_report(client, [_load_script(name) for name in SCRIPTS])
+            return health_report(client, [load_script(name) for name in SCRIPTS])
 
     def probe(self) -> None:
         """One real decision, through the path every decision takes: a PING
@@ -596,37 +577,6 @@ class RedisStorage(Storage):
             reset_after_seconds=0.001,
         )
         self._lockout("failure", "~probe", expiring)
-
-
-@functools.lru_cache(maxsize=64)
-def _schedule_args(policy: LockoutConfig) -> tuple[bytes, ...]:
-    """The lock schedule as the script reads it, encoded once a policy."""
-    schedule = policy.lock_schedule
-    values = [
-        _ms(policy.reset_after_seconds),
-        _ms(policy.base_lock_seconds),
-        repr(float(policy.backoff_multiplier)),
-        _ms(policy.max_lock_seconds),
-        ",".join(str(_ms(s)) for s in schedule) if schedule else "",
-    ]
-    return tuple(str(value).encode() for value in values)
-
-
-@functools.lru_cache(maxsize=64)
-def _window_args(policy: LockoutConfig) -> tuple[bytes, ...]:
-    """A key's count and window as the script reads them."""
-    start = "last" if policy.window_from_last_failure else "first"
-    return (
-        str(policy.max_failures).encode(),
-        str(_ms(policy.window_seconds)).encode(),
-        start.encode(),
-    )
-
-
-def _key_args(item: AttemptKey | Settlement, policy: LockoutConfig) -> list[object]:
-    """One key's arguments: spelling, its count and window, receipt."""
-    receipt = item.receipt if isinstance(item, Settlement) else ""
-    return [item.spelling, *_window_args(item.policy or policy), receipt]
 
 
 class _TranslatedErrors:
@@ -669,84 +619,3 @@ _READING_REPLY = _TranslatedErrors(
     (ValueError, TypeError, AttributeError, IndexError),
     "Redis sent an unexpected reply",
 )
-
-
-def _integers(reply: bytes | str) -> list[int]:
-    """A script's reply: integers separated by spaces (one string parses
-    faster than nested arrays of integers)."""
-    return [int(word) for word in reply.split()]
-
-
-def _receipted(reply: bytes | str) -> tuple[list[int], list[Receipt]]:
-    """A reservation's reply: its integers, and the receipts after them
-    (``;``-separated, as text: they go back as they came, one use each)."""
-    text = reply.decode("ascii") if isinstance(reply, bytes) else reply
-    parts: list[Receipt] = list(text.split(";"))
-    return _integers(parts[0]), parts[1:]
-
-
-def _reservations(
-    numbers: Sequence[int], receipts: Sequence[Receipt]
-) -> list[Reservation]:
-    """The lockout script's reserve replies: granted, locked, retry seconds,
-    for each key in turn, and the receipt that gives each back."""
-    if len(numbers) != 3 * len(receipts):
-        raise ValueError(f"{len(numbers)} numbers for {len(receipts)} receipts")
-    return [
-        Reservation(
-            bool(numbers[3 * k]), bool(numbers[3 * k + 1]), numbers[3 * k + 2], receipt
-        )
-        for k, receipt in enumerate(receipts)
-    ]
-
-
-def _answering(
-    attempts: Sequence[AttemptKey], reservations: list[Reservation]
-) -> list[Reservation]:
-    """``reservations``, checked to answer every attempt once."""
-    if len(reservations) != len(attempts):
-        raise StorageError(
-            f"Redis sent an unexpected reply: {len(reservations)} answers"
-            f" for {len(attempts)} keys"
-        )
-    return reservations
-
-
-@functools.lru_cache(maxsize=16)
-def _rules_args(rules: SurgeRules) -> tuple[str, ...]:
-    return (
-        str(rules.min_failures),
-        repr(float(rules.factor)),
-        str(_ms(rules.cooldown_seconds)),
-    )
-
-
-def _surge_state(text: str) -> SurgeState:
-    """surge.lua's reply: "active failures threshold event refused retry_ms
-    left_ms"."""
-    active, failures, threshold, event, refused, retry_ms, left_ms = _integers(text)
-    return SurgeState(
-        bool(active),
-        failures,
-        threshold,
-        ("", "started", "ended")[event],
-        bool(refused),
-        retry_ms / 1000,
-        left_ms / 1000,
-    )
-
-
-def _rate_limit_result(numbers: Sequence[int]) -> RateLimitResult:
-    allowed, remaining, retry_ms, count, reset_ms, window = numbers
-    return RateLimitResult(
-        bool(allowed), remaining, retry_ms / 1000, count, reset_ms / 1000, window
-    )
-
-
-def _is_noscript(result: object) -> bool:
-    # redis-py and valkey both name the error class NoScriptError.
-    return type(result).__name__ == "NoScriptError"
-
-
-def _ms(seconds: float) -> int:
-    return math.ceil(seconds * 1000)
