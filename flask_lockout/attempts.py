@@ -18,16 +18,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from flask import Request, request
 from werkzeug.wrappers import Response
 
 from . import signals
-from .client_ip import current_client_network
-from .device import COOKIE_NAME, device_nonce, issue_device_cookie
+from .attempt_keys import (
+    DeferredLimit,
+    device_keys,
+    device_of,
+    has_device_cookie,
+    surge_ask,
+)
+from .device import issue_device_cookie
 from .errors import StorageError, TooManyAttempts
-from .keys import KeyValue, ParsedSpec, client_ip_key, logical_key
+from .keys import KeyValue, ParsedSpec
 from .limits import Limit
 from .policy import (
     DEFAULT_RESERVATION_SECONDS,
@@ -49,57 +55,6 @@ from .surge import SurgeState
 logger = logging.getLogger("flask_lockout")
 
 ResponseTest = Callable[[Response], bool]
-
-
-class DeferredLimit(NamedTuple):
-    """A ``@throttled`` rate limit: its key specs (addresses first), scope and
-    limits."""
-
-    specs: tuple[ParsedSpec, ...]
-    scope: str
-    limits: Sequence[Limit]
-
-    @property
-    def reported(self) -> int:
-        """How many of the keys (``ip`` ones, first) are the client's own
-        allowance, which the ``RateLimit-*`` headers show: an account key's
-        would tell anyone how others use that account."""
-        return sum(1 for spec in self.specs if spec.source == "ip")
-
-    def keys(
-        self,
-        state: AppState,
-        req: Request,
-        addresses_only: bool = False,
-        device: str | None = None,
-        device_known: bool = False,
-    ) -> list[str]:
-        """The request's keys, addresses first: a refused address costs no
-        form parsing. A known device (``device``, the nonce of a valid
-        cookie for the accounts read, found here unless ``device_known``)
-        has its own allowance in place of the address's. Raises the 429 for
-        a refusal this process knows."""
-        if addresses_only and _has_device_cookie(state, req):
-            return []  # the device may stand in for the address
-        specs = self.specs
-        if addresses_only:
-            specs = tuple(spec for spec in specs if spec.source == "ip")
-        read = [kv for spec in specs for kv in spec.read(self.scope, req)]
-        if not device_known and not addresses_only:
-            device = _device_of(state, req, self.scope, read)[1]
-        refusals = state.refusals
-        keys = []
-        for kv in read:
-            key = kv.key
-            if device is not None and kv.spec.source == "ip":
-                key = logical_key(self.scope, "device", device)
-            if refusals:
-                cached = refusals.retry_after(f"rl:{key}")
-                if cached:
-                    state.decided("rate_limited")
-                    raise TooManyAttempts(cached)
-            keys.append(key)
-        return keys
 
 
 def check_rate_limit(
@@ -175,13 +130,13 @@ def reserve(
     if known:
         _refuse_known_addresses(state, req, scope, specs, pending)
     keys = [kv for spec in specs for kv in spec.read(scope, req)]
-    account, nonce = _device_of(state, req, scope, keys)
+    account, nonce = device_of(state, req, scope, keys)
     if nonce is not None:
-        keys = _device_keys(scope, keys, nonce)
+        keys = device_keys(scope, keys, nonce)
     if known:
         for kv in keys:
             _refuse_if_cached(state, kv.key)
-    surge = _surge_ask(state, req, scope, nonce is not None, challenge)
+    surge = surge_ask(state, req, scope, nonce is not None, challenge)
     token = reservation_token()
     answer = _decide(state, req, keys, token, pending, surge, nonce)
     if surge is not None and answer.surge is not None:
@@ -205,80 +160,13 @@ def _refuse_known_addresses(
 ) -> None:
     if pending is not None:
         pending.keys(state, req, addresses_only=True)
-    if _has_device_cookie(state, req):
+    if has_device_cookie(state, req):
         return  # a device may stand in for the address: read the account
     for spec in specs:
         if spec.source != "ip":
             break
         for kv in spec.read(scope, req):
             _refuse_if_cached(state, kv.key)
-
-
-def _has_device_cookie(state: AppState, req: Request) -> bool:
-    return state.device_cookies and COOKIE_NAME in req.cookies
-
-
-def _account_of(scope: str, keys: Sequence[KeyValue]) -> str | None:
-    """The scope and exact spellings of the request's accounts, as device
-    cookies bind them; None without an account key."""
-    accounts = [kv for kv in keys if kv.spelling]
-    if not accounts:
-        return None
-    return "\0".join([scope, *(f"{kv.key}\0{kv.spelling}" for kv in accounts)])
-
-
-def _device_of(
-    state: AppState, req: Request, scope: str, keys: list[KeyValue]
-) -> tuple[str | None, str | None]:
-    """The request's account, and the nonce of a valid device cookie for it."""
-    account = _account_of(scope, keys)
-    if account is None or not _has_device_cookie(state, req):
-        return account, None
-    return account, device_nonce(account)
-
-
-def _device_keys(scope: str, keys: list[KeyValue], nonce: str) -> list[KeyValue]:
-    """A known device's keys: its own bucket (``ip`` included) and one all
-    devices of the account share."""
-    accounts = [kv for kv in keys if kv.spelling]
-    values = "|".join(kv.key.split(":", 2)[2] for kv in accounts)
-    return [
-        KeyValue(accounts[0].spec, logical_key(scope, "device", nonce), ""),
-        KeyValue(accounts[0].spec, logical_key(scope, "devices", values), ""),
-    ]
-
-
-def _surge_ask(
-    state: AppState,
-    req: Request,
-    scope: str,
-    known_device: bool,
-    challenge: Callable[[], bool] | None,
-) -> SurgeAsk | None:
-    """What this attempt asks of the scope's surge record; None with
-    ``LOCKOUT_SURGE`` off."""
-    surge = state.settings.surge
-    if not surge.enabled:
-        return None
-    passed = False
-    if known_device or not state.surge_believed(scope):
-        # No surge known here: the allowance still applies if one started
-        # elsewhere; the address's and network's windows from the next
-        # decision on, once this process has seen it.
-        return SurgeAsk(scope, state.surge_rules, known_device, False)
-    if challenge is not None:
-        passed = bool(challenge())
-        request_state(req)["challenge_passed"] = passed
-    return SurgeAsk(
-        scope,
-        state.surge_rules,
-        known_device,
-        passed,
-        logical_key(scope, "surge-ip", client_ip_key(req)),
-        surge.limits,
-        logical_key(scope, "surge-net", current_client_network(req)),
-        surge.network_limits,
-    )
 
 
 def _surge_seen(

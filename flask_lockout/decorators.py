@@ -14,7 +14,8 @@ from typing import Any, TypeVar, cast
 
 from flask import current_app, request
 
-from .attempts import DeferredLimit, ResponseTest, check_rate_limit, reserve
+from .attempt_keys import DeferredLimit
+from .attempts import ResponseTest, check_rate_limit, reserve
 from .keys import KeySpec, ParsedSpec, check_scope, current_scope, parse_specs
 from .limits import Limit, as_limits
 from .request_state import request_state, this_request
