@@ -62,9 +62,6 @@ local state_key, spelling, receipt, h
 local f, ws, n, lu, lf, total, g, applied
 local f0, ws0, n0, lu0, lf0, total0, g0, applied0
 local had_expiry
--- The typed spelling's field, its count (nil when the hash holds none) and
--- whether save() must write it: read with the state, written with it.
-local spelling_field, spelling_count, spelling_changed
 
 -- A stored integer field: absent and '0' (the usual) need no conversion.
 local function int(text)
@@ -76,7 +73,6 @@ local function forget_stored()
   h = {}
   f0, ws0, n0, lu0, lf0, total0, g0, applied0 = nil, nil, nil, nil, nil, nil,
     nil, nil
-  spelling_count, spelling_changed = nil, false
 end
 
 -- Until when the tokens given back must be kept (0: none are).
@@ -149,17 +145,6 @@ local function save()
     redis.call('DEL', state_key)
     return saved
   end
-  if spelling_changed then
-    spelling_changed = false
-    if spelling_count > 0 then
-      writes[written + 1] = spelling_field
-      writes[written + 2] = string.format('%d', spelling_count)
-      written = written + 2
-    else
-      redis.call('HDEL', state_key, spelling_field)
-      spelling_count = nil
-    end
-  end
   if written > 0 then
     redis.call('HSET', state_key, unpack(writes, 1, written))
   end
@@ -179,18 +164,19 @@ local function spellings_held()
   return held
 end
 
--- Count ``step`` (1 or -1) on the typed spelling, written by the next save.
--- A new spelling past the cap, or one already counted with the others,
--- counts in 's:~'.
-local function add_spelling(step)
-  if not spelling_field then return end
-  if not spelling_count and (step < 0 or spellings_held() >= max_spellings) then
-    local value = redis.call('HINCRBY', state_key, 's:~', step)
-    if value <= 0 then redis.call('HDEL', state_key, 's:~') end
-    return
+-- A spelling's count, in one command when it is known; a new spelling
+-- past the cap, or one counted with the others, goes to 's:~'.
+local function add_spelling(count)
+  if spelling == '' or spelling == '-' then return end
+  local name = 's:' .. spelling
+  local step = count > 0 and '1' or '-1'
+  local value = redis.call('HINCRBY', state_key, name, step)
+  if value == count and (count < 0 or spellings_held() > max_spellings) then
+    redis.call('HDEL', state_key, name)
+    name = 's:~'
+    value = redis.call('HINCRBY', state_key, name, step)
   end
-  spelling_count = (spelling_count or 0) + step
-  spelling_changed = true
+  if value <= 0 then redis.call('HDEL', state_key, name) end
 end
 
 local function count_failure()
@@ -271,16 +257,7 @@ end
 -- forget it when it has expired; returns the state as stored, as text, for
 -- a reservation's receipt (nil when there is none).
 local function load()
-  spelling_changed = false
-  if spelling == '' or spelling == '-' then
-    spelling_field = nil
-    h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g', 'x')
-  else
-    spelling_field = 's:' .. spelling
-    h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g', 'x',
-      spelling_field)
-  end
-  spelling_count = tonumber(h[9])
+  h = redis.call('HMGET', state_key, 'f', 'ws', 'n', 'lu', 'lf', 't', 'g', 'x')
   f, ws, n = int(h[1]), int(h[2]), int(h[3])
   lu, lf, total, g = int(h[4]), int(h[5]), int(h[6]), int(h[7])
   applied = h[8] or ''
@@ -354,7 +331,10 @@ elseif op == 'success' then
   -- spelling; when they are all of them, forget the key.
   operation = function()
     release(false)
-    local mine = spelling_count or 0
+    local mine = 0
+    if spelling ~= '' then
+      mine = tonumber(redis.call('HGET', state_key, 's:' .. spelling)) or 0
+    end
     if mine > 0 and mine >= total then
       f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
       redis.call('DEL', state_key)
@@ -365,7 +345,7 @@ elseif op == 'success' then
     end
     if mine > 0 then
       f, total = math.max(0, f - mine), total - mine
-      spelling_count, spelling_changed = 0, true  -- save() deletes it
+      redis.call('HDEL', state_key, 's:' .. spelling)
     end
     save()
     return reply()
