@@ -56,8 +56,12 @@ def make_app(proxy: CountingProxy, prefix: str, max_failures: int) -> Flask:
         LOCKOUT_STORAGE_URI=proxy.url,
         LOCKOUT_KEY_PREFIX=prefix,
         LOCKOUT_MAX_FAILURES=max_failures,
+        LOCKOUT_IP_MAX_FAILURES=max_failures,
         LOCKOUT_BASE_LOCK_SECONDS=3600,
         LOCKOUT_MAX_LOCK_SECONDS=3600,
+        # Counted in every decision's round trip, as shipped, but never
+        # started by the rows' own failures.
+        LOCKOUT_SURGE_MIN_FAILURES=10**9,
     )
     lockout = Lockout(app)
     keys = ("ip", "form:email")
