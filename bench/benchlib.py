@@ -293,3 +293,11 @@ def knows_setting(package: str, key: str) -> bool:
         check=True,
     ).stdout
     return out.strip() == "True"
+
+
+def set_if_known(config: dict[str, object], **settings: object) -> None:
+    """Set the ``settings`` the imported flask_lockout knows (an older tree
+    warns about keys it does not)."""
+    from flask_lockout.config import DEFAULTS
+
+    config.update({key: value for key, value in settings.items() if key in DEFAULTS})
