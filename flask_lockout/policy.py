@@ -388,6 +388,8 @@ class LockRecord:
         if pending is None:
             return
         before, after, spelling = pending
+        if spelling and not self._spelling_count(spelling):
+            return  # a success forgave it already: nothing left to give back
         if policy is not None:
             if self.given_back_until > now or after[2] > before[2]:
                 # One no-verdict give-back per window, and never one that
@@ -429,16 +431,21 @@ class LockRecord:
             self.failures or self.lock_number or self.total or self.given_back_until
         )
 
+    def _spelling_count(self, spelling: str) -> int:
+        """The failures counted for ``spelling`` (its own, else the other
+        spellings')."""
+        spellings = self.spellings or {}
+        return spellings.get(spelling, spellings.get(OTHER_SPELLINGS, 0))
+
     def _forget_spelling(self, spelling: str, count: int) -> None:
+        # A count stays, at 0 too, until the record is clean: an attempt a
+        # success forgave then has nothing left to give back, and never
+        # takes a failure typed with another spelling.
         spellings = self.spellings
         if not spelling or not spellings:
             return
         key = spelling if spelling in spellings else OTHER_SPELLINGS
-        left = spellings.get(key, 0) - count
-        if left > 0:
-            spellings[key] = left
-        else:
-            spellings.pop(key, None)
+        spellings[key] = max(0, spellings.get(key, 0) - count)
 
     def _snapshot(self) -> tuple[Any, ...]:
         return (

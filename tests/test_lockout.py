@@ -393,6 +393,49 @@ def test_a_success_forgives_only_its_own_spelling(backend: Backend) -> None:
     assert failures(backend, "k") == 0
 
 
+def reserve(backend: Backend, key: str, spelling: str) -> tuple[str, Settlement]:
+    """One reserved attempt, and the settlement that gives it back."""
+    policy = LockoutConfig(max_failures=20)
+    token = reservation_token()
+    [reserved] = backend.storage.lockout_reserve_all(
+        [AttemptKey(key, spelling)], policy, token, 30
+    )
+    assert reserved.granted
+    return token, Settlement(key, Outcome.SUCCESS, spelling, reserved.receipt)
+
+
+def succeed_all(backend: Backend, pending: list[tuple[str, Settlement]]) -> None:
+    policy = LockoutConfig(max_failures=20)
+    for token, settlement in pending:
+        backend.storage.lockout_settle_all([settlement], policy, token)
+
+
+def test_concurrent_logins_to_a_lookalike_take_back_no_guess_at_alice(
+    backend: Backend,
+) -> None:
+    # The attacker owns "Alice" (one folded key with "alice") and signs in
+    # to it three times at once after each guess at alice: the first success
+    # forgives Alice's pending attempts too, which must then give nothing
+    # back a second time (each took one of alice's failures away).
+    for _ in range(6):
+        settle(backend, "k", "alice", Outcome.FAILURE)
+        succeed_all(backend, [reserve(backend, "k", "Alice") for _ in range(3)])
+    assert failures(backend, "k") == 6  # was 0: unlimited guesses at alice
+
+
+def test_lookalike_logins_forgiven_whole_take_back_no_later_guess(
+    backend: Backend,
+) -> None:
+    # The same, when the first success forgives every failure of the key
+    # (all were Alice's) and a guess at alice comes before the others settle.
+    for _ in range(6):
+        pending = [reserve(backend, "k", "Alice") for _ in range(3)]
+        succeed_all(backend, pending[:1])
+        settle(backend, "k", "alice", Outcome.FAILURE)
+        succeed_all(backend, pending[1:])
+    assert failures(backend, "k") == 6
+
+
 def test_spellings_past_the_cap_are_never_forgiven(backend: Backend) -> None:
     for i in range(MAX_SPELLINGS + 2):
         settle(backend, "k", f"s{i}", Outcome.FAILURE)

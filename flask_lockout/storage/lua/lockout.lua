@@ -129,6 +129,17 @@ local function field(name, value, before, stored)
   return text
 end
 
+-- A clean key keeps only what outlives its state, until ``kept``: the
+-- give-back's window and the tokens given back (its spellings, at 0 by
+-- now, go with the state).
+local function keep_give_backs(kept)
+  redis.call('DEL', state_key)
+  if kept > now then
+    redis.call('HSET', state_key, 'g', string.format('%d', g), 'x', applied)
+    redis.call('PEXPIREAT', state_key, string.format('%d', kept))
+  end
+end
+
 -- Store the state; returns its text "f ws n lu lf t" for a receipt.
 local function save()
   written = 0
@@ -143,6 +154,10 @@ local function save()
   local expires = math.max(state_expires(), g, applied_until())
   if expires <= now then
     redis.call('DEL', state_key)
+    return saved
+  end
+  if f + n + total == 0 then
+    keep_give_backs(expires)
     return saved
   end
   if written > 0 then
@@ -164,19 +179,30 @@ local function spellings_held()
   return held
 end
 
--- A spelling's count, in one command when it is known; a new spelling
--- past the cap, or one counted with the others, goes to 's:~'.
-local function add_spelling(count)
+-- Count a failure on the typed spelling, in one command when it is known;
+-- a new spelling past the cap goes to 's:~'.
+local function add_spelling()
   if spelling == '' or spelling == '-' then return end
   local name = 's:' .. spelling
-  local step = count > 0 and '1' or '-1'
-  local value = redis.call('HINCRBY', state_key, name, step)
-  if value == count and (count < 0 or spellings_held() > max_spellings) then
+  local value = redis.call('HINCRBY', state_key, name, 1)
+  if value == 1 and spellings_held() > max_spellings then
     redis.call('HDEL', state_key, name)
-    name = 's:~'
-    value = redis.call('HINCRBY', state_key, name, step)
+    redis.call('HINCRBY', state_key, 's:~', 1)
   end
-  if value <= 0 then redis.call('HDEL', state_key, name) end
+end
+
+-- The field counting the typed spelling's failures (its own, else 's:~')
+-- and their count. A spelling's count stays, at 0 too, until the key is
+-- clean: an attempt whose count a success has forgiven has nothing left to
+-- give back, and must not take a failure typed with another spelling.
+local function spelling_counter()
+  local name = 's:' .. spelling
+  local count = redis.call('HGET', state_key, name)
+  if not count then
+    name = 's:~'
+    count = redis.call('HGET', state_key, name)
+  end
+  return name, tonumber(count) or 0
 end
 
 local function count_failure()
@@ -195,7 +221,7 @@ local function count_failure()
     end
   end
   total = total + 1
-  add_spelling(1)
+  add_spelling()
 end
 
 -- A receipt: "expires locked f ws n lu lf t f ws n lu lf t", until when it
@@ -226,6 +252,12 @@ local function release(once)
   end
   local expires, locked, before, after = read_receipt(receipt)
   if expires <= now then return end  -- it outlived its view
+  local counter = nil
+  if spelling ~= '' and spelling ~= '-' then
+    local count
+    counter, count = spelling_counter()
+    if count <= 0 then return end  -- a success forgave it already
+  end
   if once then
     -- A view that ran and failed: one give-back per key and window, and
     -- never one that would undo the lock this attempt set.
@@ -243,7 +275,7 @@ local function release(once)
   else
     return
   end
-  add_spelling(-1)
+  if counter then redis.call('HINCRBY', state_key, counter, -1) end
   local kept = math.max(applied_until(), expires)
   local tokens = {'@' .. string.format('%d', kept), token}
   for word in string.gmatch(applied, '%S+') do
@@ -273,16 +305,10 @@ local function load()
   had_expiry = nil
   if h[1] and now >= state_expires() and f + n + total > 0 then
     -- Clean again: drop the old spellings with the rest, not the give-back.
-    redis.call('DEL', state_key)
     f, ws, n, lu, lf, total = 0, 0, 0, 0, 0, 0
     stored = nil
     forget_stored()
-    -- The give-back's window and the tokens given back outlive the rest.
-    local kept = math.max(g, applied_until())
-    if kept > now then
-      redis.call('HSET', state_key, 'g', string.format('%d', g), 'x', applied)
-      redis.call('PEXPIREAT', state_key, string.format('%d', kept))
-    end
+    keep_give_backs(math.max(g, applied_until()))
   end
   -- The expiry the stored hash already has (nil when it must be set).
   if h[1] then had_expiry = math.max(state_expires(), g, applied_until()) end
@@ -345,7 +371,7 @@ elseif op == 'success' then
     end
     if mine > 0 then
       f, total = math.max(0, f - mine), total - mine
-      redis.call('HDEL', state_key, 's:' .. spelling)
+      redis.call('HSET', state_key, 's:' .. spelling, '0')  -- see spelling_counter
     end
     save()
     return reply()
