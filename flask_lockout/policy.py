@@ -388,8 +388,8 @@ class LockRecord:
         if pending is None:
             return
         before, after, spelling = pending
-        if spelling and not self._spelling_count(spelling):
-            return  # a success forgave it already: nothing left to give back
+        if spelling and not (self.spellings or {}).get(spelling):
+            return  # forgiven since, or counted with the other spellings
         if policy is not None:
             if self.given_back_until > now or after[2] > before[2]:
                 # One no-verdict give-back per window, and never one that
@@ -431,21 +431,15 @@ class LockRecord:
             self.failures or self.lock_number or self.total or self.given_back_until
         )
 
-    def _spelling_count(self, spelling: str) -> int:
-        """The failures counted for ``spelling`` (its own, else the other
-        spellings')."""
-        spellings = self.spellings or {}
-        return spellings.get(spelling, spellings.get(OTHER_SPELLINGS, 0))
-
     def _forget_spelling(self, spelling: str, count: int) -> None:
-        # A count stays, at 0 too, until the record is clean: an attempt a
-        # success forgave then has nothing left to give back, and never
-        # takes a failure typed with another spelling.
+        # A give-back takes only from the spelling's own count, which stays
+        # (at 0 too) until the record is clean: an attempt a success forgave,
+        # one from before the record was clean, or one counted with the
+        # other spellings past the cap gives nothing back, so none takes a
+        # failure typed with another spelling.
         spellings = self.spellings
-        if not spelling or not spellings:
-            return
-        key = spelling if spelling in spellings else OTHER_SPELLINGS
-        spellings[key] = max(0, spellings.get(key, 0) - count)
+        if spelling and spellings and spelling in spellings:
+            spellings[spelling] = max(0, spellings[spelling] - count)
 
     def _snapshot(self) -> tuple[Any, ...]:
         return (

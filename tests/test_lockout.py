@@ -436,16 +436,34 @@ def test_lookalike_logins_forgiven_whole_take_back_no_later_guess(
     assert failures(backend, "k") == 6
 
 
+def test_lookalike_logins_from_before_a_clean_key_take_back_nothing(
+    backend: Backend,
+) -> None:
+    # Logins to X reserved before the key was cleaned settle after guesses
+    # at alice that the full spelling cap sent to the shared count.
+    pending = [reserve(backend, "k", "X") for _ in range(4)]
+    succeed_all(backend, pending[:1])  # every failure was X's: clean
+    settle(backend, "k", "A0", Outcome.FAILURE)
+    for i in range(1, MAX_SPELLINGS):
+        succeed_all(backend, [reserve(backend, "k", f"A{i}")])  # held, at 0
+    for _ in range(4):
+        settle(backend, "k", "alice", Outcome.FAILURE)  # past the cap
+    succeed_all(backend, pending[1:])
+    assert failures(backend, "k") == 5  # was 2: each old login took one back
+
+
 def test_spellings_past_the_cap_are_never_forgiven(backend: Backend) -> None:
     for i in range(MAX_SPELLINGS + 2):
         settle(backend, "k", f"s{i}", Outcome.FAILURE)
-    # The first spelling past the cap and the last are counted with the others.
+    # The first spelling past the cap and the last are counted with the
+    # others: a success forgives nothing, and its own attempt stays counted
+    # (nobody can tell it from the others' to give it back).
     settle(backend, "k", f"s{MAX_SPELLINGS}", Outcome.SUCCESS)
-    assert failures(backend, "k") == MAX_SPELLINGS + 2
+    assert failures(backend, "k") == MAX_SPELLINGS + 3
     settle(backend, "k", f"s{MAX_SPELLINGS + 1}", Outcome.SUCCESS)
-    assert failures(backend, "k") == MAX_SPELLINGS + 2
+    assert failures(backend, "k") == MAX_SPELLINGS + 4
     settle(backend, "k", "s0", Outcome.SUCCESS)
-    assert failures(backend, "k") == MAX_SPELLINGS + 1
+    assert failures(backend, "k") == MAX_SPELLINGS + 3
     # The last spelling within the cap is remembered as its own.
     settle(backend, "k", f"s{MAX_SPELLINGS - 1}", Outcome.SUCCESS)
-    assert failures(backend, "k") == MAX_SPELLINGS
+    assert failures(backend, "k") == MAX_SPELLINGS + 2

@@ -191,18 +191,13 @@ local function add_spelling()
   end
 end
 
--- The field counting the typed spelling's failures (its own, else 's:~')
--- and their count. A spelling's count stays, at 0 too, until the key is
--- clean: an attempt whose count a success has forgiven has nothing left to
--- give back, and must not take a failure typed with another spelling.
-local function spelling_counter()
-  local name = 's:' .. spelling
-  local count = redis.call('HGET', state_key, name)
-  if not count then
-    name = 's:~'
-    count = redis.call('HGET', state_key, name)
-  end
-  return name, tonumber(count) or 0
+-- The failures counted on the typed spelling's own field. A give-back
+-- takes only from there: a count a success forgave stays at 0 until the
+-- key is clean, a clean key has none, and 's:~' (spellings past the cap)
+-- is never given back, so no attempt takes a failure typed with another
+-- spelling.
+local function spelling_count()
+  return tonumber(redis.call('HGET', state_key, 's:' .. spelling)) or 0
 end
 
 local function count_failure()
@@ -252,11 +247,9 @@ local function release(once)
   end
   local expires, locked, before, after = read_receipt(receipt)
   if expires <= now then return end  -- it outlived its view
-  local counter = nil
-  if spelling ~= '' and spelling ~= '-' then
-    local count
-    counter, count = spelling_counter()
-    if count <= 0 then return end  -- a success forgave it already
+  local typed = spelling ~= '' and spelling ~= '-'
+  if typed and spelling_count() <= 0 then
+    return  -- forgiven since, or counted with the other spellings
   end
   if once then
     -- A view that ran and failed: one give-back per key and window, and
@@ -275,7 +268,7 @@ local function release(once)
   else
     return
   end
-  if counter then redis.call('HINCRBY', state_key, counter, -1) end
+  if typed then redis.call('HINCRBY', state_key, 's:' .. spelling, -1) end
   local kept = math.max(applied_until(), expires)
   local tokens = {'@' .. string.format('%d', kept), token}
   for word in string.gmatch(applied, '%S+') do
@@ -371,7 +364,7 @@ elseif op == 'success' then
     end
     if mine > 0 then
       f, total = math.max(0, f - mine), total - mine
-      redis.call('HSET', state_key, 's:' .. spelling, '0')  -- see spelling_counter
+      redis.call('HSET', state_key, 's:' .. spelling, '0')  -- see spelling_count
     end
     save()
     return reply()
