@@ -124,8 +124,7 @@ def reserve(
        key.
     5. When any key refuses, what the others counted is given back.
     """
-    here = request_state(req)
-    pending: DeferredLimit | None = here.pop("pending_limit", None)
+    pending: DeferredLimit | None = request_state(req).pop("pending_limit", None)
     known = bool(state.refusals)  # nothing known refused: nothing to look up
     if known:
         _refuse_known_addresses(state, req, scope, specs, pending)

@@ -326,8 +326,12 @@ class RedisStorage(Storage):
             client.delete(self.storage_key(key, "lock"))
 
     def lockout_keys(self) -> Iterator[str]:
+        return self._identifiers("lock")
+
+    def _identifiers(self, kind: str) -> Iterator[str]:
+        """The identifiers of every key of ``kind`` under this prefix."""
         client = self.client
-        pattern = f"{_glob_escape(self.prefix)}:{{*}}:lock"
+        pattern = f"{_glob_escape(self.prefix)}:{{*}}:{kind}"
         with self._translate_errors():
             for found in client.scan_iter(match=pattern, count=500):
                 text = found.decode() if isinstance(found, bytes) else str(found)
@@ -497,12 +501,7 @@ class RedisStorage(Storage):
         return self._surge("end", scope, rules)
 
     def surge_scopes(self) -> Iterator[str]:
-        client = self.client
-        pattern = f"{_glob_escape(self.prefix)}:{{*}}:surge"
-        with self._translate_errors():
-            for found in client.scan_iter(match=pattern, count=500):
-                text = found.decode() if isinstance(found, bytes) else str(found)
-                yield self.identifier_of(text)
+        return self._identifiers("surge")
 
     def rate_limit_reset(self, key: str | None = None) -> None:
         if key is None:
