@@ -14,6 +14,7 @@ from .device import COOKIE_NAME, device_nonce
 from .errors import TooManyAttempts
 from .keys import KeyValue, ParsedSpec, client_ip_key, logical_key
 from .limits import Limit
+from .policy import UNTYPED_SPELLING
 from .request_state import request_state
 from .state import AppState
 from .storage.base import SurgeAsk
@@ -68,6 +69,16 @@ class DeferredLimit(NamedTuple):
                     raise TooManyAttempts(cached)
             keys.append(key)
         return keys
+
+
+def counted_spelling(kv: KeyValue) -> str:
+    """The spelling storage counts ``kv``'s attempt under: the typed one,
+    ``UNTYPED_SPELLING`` for an account key without one (so that its
+    give-back, too, takes only what such attempts counted), none for an
+    address."""
+    if kv.spelling or not kv.spec.account_like:
+        return kv.spelling
+    return UNTYPED_SPELLING
 
 
 def has_device_cookie(state: AppState, req: Request) -> bool:

@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 from . import signals
 from .attempt_keys import (
     DeferredLimit,
+    counted_spelling,
     device_keys,
     device_of,
     has_device_cookie,
@@ -204,7 +205,8 @@ def _decide(
 ) -> AttemptAnswer:
     settings = state.settings
     attempts = [
-        AttemptKey(kv.key, kv.spelling, settings.policy_of(kv.key)) for kv in keys
+        AttemptKey(kv.key, counted_spelling(kv), settings.policy_of(kv.key))
+        for kv in keys
     ]
     limit_keys = (
         pending.keys(state, req, device=nonce, device_known=True)
@@ -238,7 +240,11 @@ def _refuse_if_any_refused(
     settings = state.settings
     granted = [
         Settlement(
-            kv.key, Outcome.RELEASE, kv.spelling, a.receipt, settings.policy_of(kv.key)
+            kv.key,
+            Outcome.RELEASE,
+            counted_spelling(kv),
+            a.receipt,
+            settings.policy_of(kv.key),
         )
         for kv, a in zip(keys, answers, strict=True)
         if a.granted
@@ -397,7 +403,7 @@ def _settle(state: AppState, guard: Guard, outcome: Outcome) -> None:
         Settlement(
             kv.key,
             _per_key(outcome, guard, kv.key, kv.spelling),
-            kv.spelling,
+            counted_spelling(kv),
             reservation.receipt,
             state.settings.policy_of(kv.key),
         )

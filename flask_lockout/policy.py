@@ -274,6 +274,11 @@ class Reservation(NamedTuple):
 #: success never forgives.
 MAX_SPELLINGS = 8
 OTHER_SPELLINGS = "~"
+#: What an account key's attempt is counted under when nobody knows which
+#: spelling the view checked (the request named the account more than once,
+#: or a device's bucket): never forgiven, and given back only from its own
+#: count, like a typed spelling's.
+UNTYPED_SPELLING = "?"
 
 
 class Pending(NamedTuple):

@@ -11,8 +11,10 @@ from collections.abc import Callable
 import pytest
 from flask import Flask, request
 
-from flask_lockout import Lockout
+from flask_lockout import Lockout, MemoryStorage
 from flask_lockout.keys import fold
+
+from .conftest import FakeClock
 
 VICTIM = "alice"
 LOOKALIKES = ["Alice", "ａｌｉｃｅ", "alice\u200b", "alicé", "ALICE", "al\u00adice"]
@@ -258,3 +260,41 @@ def test_letters_without_a_decomposition_gain_nothing(
             environ_base={"REMOTE_ADDR": f"203.0.113.{i % 250}"},
         )
     assert app.extensions["victim_checks"][0] <= 5  # was 400 of 400
+
+
+def test_an_untyped_login_held_while_the_key_goes_clean_takes_no_guess_back(
+    clock: FakeClock,
+) -> None:
+    # The attacker's login names his own "Alice" in the form and "alice" in
+    # the query string: no spelling is typed, so a success only gives the
+    # attempt back. A slow check lets alice's key go clean meanwhile, and
+    # guesses at alice come in before it settles.
+    app = Flask(__name__)
+    app.config.update(
+        LOCKOUT_WINDOW_SECONDS=1,
+        LOCKOUT_ACCOUNT_WINDOW_SECONDS=1,
+        LOCKOUT_MAX_FAILURES=5,
+        LOCKOUT_IP_MAX_FAILURES=1000,
+    )
+    lockout = Lockout(app, storage=MemoryStorage(clock=clock))
+    answers: list[int] = []
+
+    def guess(i: int) -> int:
+        data = {"username": VICTIM, "password": f"guess{i}"}
+        return app.test_client().post("/login", data=data).status_code
+
+    @app.post("/login")
+    @lockout.lockout_on_failure(by="form:username")
+    def login() -> tuple[str, int]:
+        if request.form["username"] == "Alice":
+            clock.advance(1.5)  # the slow check: alice's key is clean again
+            answers.extend(guess(i) for i in range(4))
+            lockout.succeeded()
+            return "welcome", 200
+        return "no", 401
+
+    client = app.test_client()
+    signed_in = client.post("/login?username=alice", data={"username": "Alice"})
+    assert signed_in.status_code == 200 and answers == [401] * 4
+    assert guess(4) == 401  # the fifth guess locks alice's key
+    assert guess(5) == 429  # was 401: the login took one guess back
